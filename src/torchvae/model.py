@@ -1,0 +1,262 @@
+r"""The variational autoencoder: an encoder :math:`q_\phi(z \mid x)`, a decoder
+:math:`p_\theta(x \mid z)` and the prior :math:`p(z) = \mathcal{N}(0, I)`, joined by the
+reparameterization trick.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Independent
+
+from ._validation import check_finite, check_floating, check_positive_int
+from .gaussian import GaussianParams, standard_normal
+
+__all__ = ["VAE", "VAEOutput"]
+
+# torch.logit's clamp for decoders that only give probabilities; see VAE.decode_logits.
+_PROB_EPS = 1e-6
+
+
+class VAEOutput(NamedTuple):
+    r"""What :meth:`VAE.forward` returns.
+
+    Attributes:
+        logits: decoder logits, ``x``'s shape (with ``n_samples=k``: ``(k, *x.shape)``).
+        mean: posterior mean :math:`\mu_\phi(x)`, ``(batch, latent_dim)``.
+        log_var: posterior log-variance :math:`\log\sigma^2_\phi(x)`, ``(batch, latent_dim)``.
+        z: the reparameterized sample(s), ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.
+    """
+
+    logits: Tensor
+    mean: Tensor
+    log_var: Tensor
+    z: Tensor
+
+    @property
+    def x_hat(self) -> Tensor:
+        r"""The reconstruction :math:`\sigma(\text{logits})`, values in [0, 1]."""
+        return torch.sigmoid(self.logits)
+
+    @property
+    def posterior(self) -> GaussianParams:
+        r"""The parameters of :math:`q_\phi(z \mid x)`."""
+        return GaussianParams(self.mean, self.log_var)
+
+
+class VAE(nn.Module):
+    r"""A variational autoencoder built from any encoder and decoder.
+
+    The forward pass encodes :math:`x` to :math:`q_\phi(z \mid x) = \mathcal{N}(\mu,
+    \operatorname{diag}\sigma^2)`, draws :math:`z = \mu + \sigma \odot \varepsilon` with
+    :math:`\varepsilon \sim \mathcal{N}(0, I)` (the reparameterization trick, so that
+    gradients reach :math:`\phi`), and decodes :math:`z`.
+
+    **The interface.** ``encoder(x)`` returns ``(mean, log_var)``, each
+    ``(batch, latent_dim)``. ``decoder.logits(z)`` returns unconstrained outputs with
+    ``x``'s number of features per example; a decoder with no ``logits`` method may
+    instead return values in [0, 1] from ``decoder(z)`` (the VAE then takes their logit,
+    clamped to :math:`[10^{-6}, 1 - 10^{-6}]`, which is less stable). One of the two
+    must have an int attribute ``latent_dim``.
+
+    Args:
+        encoder: the inference network :math:`q_\phi(z \mid x)`.
+        decoder: the generative network :math:`p_\theta(x \mid z)`.
+
+    Example:
+        >>> from torchvae import Encoder, Decoder
+        >>> model = VAE(Encoder(784, 400, 20), Decoder(20, 400, 784))
+        >>> out = model(torch.rand(8, 1, 28, 28))
+        >>> out.x_hat.shape, out.z.shape
+        (torch.Size([8, 1, 28, 28]), torch.Size([8, 20]))
+        >>> model.sample(4).shape
+        torch.Size([4, 784])
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        for name, module in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
+        dims = {
+            name: getattr(module, "latent_dim", None)
+            for name, module in (("encoder", encoder), ("decoder", decoder))
+        }
+        known = {name: d for name, d in dims.items() if d is not None}
+        if not known:
+            raise ValueError(
+                "encoder or decoder must have an int attribute latent_dim; neither has one"
+            )
+        if len(set(known.values())) > 1:
+            raise ValueError(
+                f"encoder.latent_dim ({known['encoder']}) and decoder.latent_dim "
+                f"({known['decoder']}) differ"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = check_positive_int(next(iter(known.values())), "latent_dim")
+
+    def _like_params(self) -> tuple[torch.device, torch.dtype]:
+        for p in self.parameters():
+            return p.device, p.dtype
+        return torch.device("cpu"), torch.get_default_dtype()
+
+    def _prepare(self, x: object, name: str = "x") -> Tensor:
+        x = check_floating(x, name)
+        if x.ndim < 2:
+            raise ValueError(
+                f"{name} must have shape (batch, ...), got shape {tuple(x.shape)}; "
+                f"for a single example use {name}.unsqueeze(0)"
+            )
+        device, dtype = self._like_params()
+        if x.device != device:
+            raise ValueError(
+                f"{name} is on {x.device} but the model's parameters are on {device}; "
+                f"move one of them (e.g. {name}.to({str(device)!r}))"
+            )
+        return check_finite(x.to(dtype), name)
+
+    def _encode_prepared(self, x: Tensor) -> GaussianParams:
+        mean, log_var = self.encoder(x)
+        expected = (x.shape[0], self.latent_dim)
+        if tuple(mean.shape) != expected or tuple(log_var.shape) != expected:
+            raise ValueError(
+                f"encoder must return mean and log_var of shape (batch, latent_dim) = "
+                f"{expected}, got {tuple(mean.shape)} and {tuple(log_var.shape)}"
+            )
+        return GaussianParams(mean, log_var)
+
+    def encode(self, x: Tensor) -> GaussianParams:
+        r"""The parameters ``(mean, log_var)`` of :math:`q_\phi(z \mid x)`.
+
+        Args:
+            x: ``(batch, ...)``, floating point, finite.
+        """
+        return self._encode_prepared(self._prepare(x))
+
+    def posterior(self, x: Tensor) -> Independent:
+        r""":math:`q_\phi(z \mid x)` as a ``torch.distributions`` object."""
+        return self.encode(x).distribution()
+
+    def prior(self) -> Independent:
+        r"""The prior :math:`p(z) = \mathcal{N}(0, I)` on the parameters' device and dtype."""
+        device, dtype = self._like_params()
+        return standard_normal(self.latent_dim, device=device, dtype=dtype)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        r"""Decoder logits for ``z`` of shape ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``."""
+        lead = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
+        logits_fn = getattr(self.decoder, "logits", None)
+        if logits_fn is not None:
+            logits: Tensor = logits_fn(flat)
+        else:
+            logits = torch.logit(self.decoder(flat), eps=_PROB_EPS)
+        return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
+
+    def decode(self, z: Tensor) -> Tensor:
+        r"""Decoded values in [0, 1], :math:`\sigma(\text{logits})`, in the decoder's own shape."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(
+        self,
+        x: Tensor,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> VAEOutput:
+        r"""Encode, sample :math:`z` with the reparameterization trick, decode.
+
+        Args:
+            x: ``(batch, ...)``: flat ``(batch, 784)`` or images ``(batch, 1, 28, 28)``.
+            n_samples: ``None`` for one :math:`z` per example; ``k`` for ``k`` samples
+                (importance-weighted objectives), stacked in a new leading dimension.
+            generator: optional random generator for :math:`\varepsilon`.
+
+        Returns:
+            A :class:`VAEOutput`; ``x_hat`` and ``logits`` have ``x``'s shape (with
+            ``(k,)`` in front when ``n_samples=k``).
+        """
+        x = self._prepare(x)
+        if n_samples is not None:
+            check_positive_int(n_samples, "n_samples")
+        q = self._encode_prepared(x)
+        z = q.rsample(n_samples, generator=generator)
+        logits = self.decode_logits(z)
+        lead = z.shape[:-1]
+        if logits.shape[len(lead):].numel() != x[0].numel():
+            raise ValueError(
+                f"decoder output has {logits.shape[len(lead):].numel()} features per example "
+                f"but x has {x[0].numel()} (x shape {tuple(x.shape)}, decoder output shape "
+                f"{tuple(logits.shape)})"
+            )
+        return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, sample: bool = False) -> Tensor:
+        r"""Reconstructions in [0, 1] with ``x``'s shape.
+
+        Args:
+            x: ``(batch, ...)``.
+            sample: decode a sample of :math:`q_\phi(z \mid x)` instead of its mean (the
+                default, which is deterministic).
+        """
+        x = self._prepare(x)
+        q = self._encode_prepared(x)
+        z = q.rsample() if sample else q.mean
+        return self.decode(z).reshape(x.shape)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Tensor:
+        r"""Draw ``n`` new examples: :math:`z \sim \mathcal{N}(0, t^2 I)`, decoded to [0, 1].
+
+        Args:
+            n: how many.
+            generator: optional random generator on the parameters' device, for
+                reproducible samples.
+            temperature: scale :math:`t` of the prior's standard deviation.
+
+        Returns:
+            ``(n, *decoder output shape)``, e.g. ``(n, 784)`` for the MLP decoder and
+            ``(n, 1, 28, 28)`` for the convolutional one.
+        """
+        n = check_positive_int(n, "n")
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        device, dtype = self._like_params()
+        z = torch.randn(n, self.latent_dim, device=device, dtype=dtype, generator=generator)
+        return self.decode(z * temperature)
+
+    @torch.no_grad()
+    def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 10) -> Tensor:
+        r"""Decode points on the line between the posterior means of ``x1`` and ``x2``.
+
+        :math:`z_t = (1 - t)\,\mu(x_1) + t\,\mu(x_2)` for ``steps`` values of :math:`t`
+        from 0 to 1.
+
+        Args:
+            x1: ``(batch, ...)``.
+            x2: the same shape as ``x1``.
+            steps: number of points, >= 2.
+
+        Returns:
+            ``(steps, *x1.shape)``, values in [0, 1].
+        """
+        steps = check_positive_int(steps, "steps")
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2 to include both ends, got {steps}")
+        x1, x2 = self._prepare(x1, "x1"), self._prepare(x2, "x2")
+        if x1.shape != x2.shape:
+            raise ValueError(
+                f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
+            )
+        m1, m2 = self._encode_prepared(x1).mean, self._encode_prepared(x2).mean
+        t = torch.linspace(0, 1, steps, device=m1.device, dtype=m1.dtype).view(-1, 1, 1)
+        z = (1 - t) * m1 + t * m2
+        return self.decode(z).reshape(steps, *x1.shape)
