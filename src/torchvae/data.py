@@ -1,0 +1,415 @@
+r"""MNIST and Fashion-MNIST, found on disk or downloaded, and a fast in-memory loader.
+
+The images stay in memory as one ``uint8`` tensor; :class:`TensorLoader` builds each batch
+by indexing it and converts only that batch to ``float32`` in :math:`[0, 1]`, which is
+several times faster than a ``DataLoader`` that makes one PIL image at a time.
+
+Where the files are looked for, in order (each folder in the torchvision layout
+``FOLDER/MNIST/raw`` (``FOLDER/FashionMNIST/raw``) first, then as a flat folder):
+
+1. ``root``, when given;
+2. the folder named by the environment variable ``TORCHVAE_DATA_DIR``;
+3. the textbook's ``./MNIST_DATA`` (flat only for MNIST, so that it is never mistaken for
+   Fashion-MNIST);
+4. for Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``
+   (``apt-get install dataset-fashion-mnist``).
+
+Each of the four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``) may end in ``.gz``. With
+``download=True`` and no files found, the ``.gz`` files are fetched from torchvision's
+mirrors into ``FOLDER/<Name>/raw`` of the first folder above (``./MNIST_DATA`` when none is
+given) and checked against the mirrors' MD5 checksums.
+
+Checksum policy (``verify=True``, the default): a file whose decompressed length is the
+official one is checked against the official MD5 of its content, whatever its compression;
+a file of another length cannot be the official one and is used as given (a subset, or the
+small fake files of tests) after the structural checks every file gets. ``verify=False``
+skips the MD5 checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ._idx import (
+    DATASETS,
+    ChecksumError,
+    DatasetNotFoundError,
+    IDXFormatError,
+    dataset_key,
+    locate,
+    read_idx,
+    read_verified,
+)
+from ._validation import check_positive_int, check_tensor
+
+__all__ = [
+    "MNIST",
+    "ChecksumError",
+    "DatasetNotFoundError",
+    "FashionMNIST",
+    "IDXFormatError",
+    "TensorLoader",
+    "load_dataset",
+    "mnist_loaders",
+    "read_idx",
+]
+
+Binarize = Literal["none", "dynamic", "static"]
+
+
+def load_dataset(
+    name: str = "mnist",
+    root: str | os.PathLike[str] | None = None,
+    train: bool = True,
+    download: bool = False,
+    verify: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Load one split of MNIST or Fashion-MNIST as in-memory tensors.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        root: A folder to search first (flat, or torchvision's ``root/MNIST/raw`` layout).
+        train: The 60000 training images (``True``) or the 10000 test images.
+        download: Fetch the files from torchvision's mirrors if found nowhere.
+        verify: Check official files against their MD5 checksums (see the module notes).
+
+    Returns:
+        ``(images, labels)``: ``uint8`` of shape ``(N, H, W)`` and ``int64`` of shape ``(N,)``.
+
+    Raises:
+        ValueError: Unknown ``name``, or image and label files that do not match.
+        DatasetNotFoundError: The files are absent; the message says where it looked.
+        IDXFormatError: A file is malformed (the message names it).
+        ChecksumError: An official-length file has the wrong checksum.
+    """
+    key = dataset_key(name)
+    title = DATASETS[key][0]
+    paths = locate(key, root, train, download)
+    images = read_verified(paths[0], paths[0].name.removesuffix(".gz"), title, verify)
+    labels = read_verified(paths[1], paths[1].name.removesuffix(".gz"), title, verify)
+    if images.dim() != 3 or labels.dim() != 1:
+        raise IDXFormatError(
+            f"{paths[0]} and {paths[1]}: expected images of shape (N, H, W) and labels of "
+            f"shape (N,), got {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{paths[0]} holds {images.shape[0]} images but {paths[1]} holds "
+            f"{labels.shape[0]} labels"
+        )
+    return images, labels.long()
+
+
+class MNIST(Dataset[tuple[Tensor, int]]):
+    """The MNIST digits as a torch ``Dataset``, held in memory.
+
+    Args:
+        root: A folder to search first (see the module notes for the search order).
+        train: The training split (60000 images) or the test split (10000).
+        download: Fetch the files from torchvision's mirrors when found nowhere.
+        verify: Check official files against their MD5 checksums.
+
+    Attributes:
+        data: ``uint8`` images, shape ``(N, 28, 28)``.
+        targets: ``int64`` labels, shape ``(N,)``.
+
+    Raises:
+        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+
+    Example:
+        >>> ds = MNIST(train=False)  # doctest: +SKIP
+        >>> image, label = ds[0]  # doctest: +SKIP
+        >>> image.shape, image.dtype  # doctest: +SKIP
+        (torch.Size([1, 28, 28]), torch.float32)
+    """
+
+    name = "mnist"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        train: bool = True,
+        download: bool = False,
+        verify: bool = True,
+    ) -> None:
+        self.train = train
+        self.data, self.targets = load_dataset(self.name, root, train, download, verify)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        """Return ``(image, label)``: ``float32`` of shape ``(1, 28, 28)`` in [0, 1], ``int``."""
+        return self.data[index].unsqueeze(0).float().div_(255), int(self.targets[index])
+
+
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Zalando's clothing images) as a torch ``Dataset``; see :class:`MNIST`.
+
+    Also found in Debian's ``/usr/share/datasets/fashion-mnist``.
+    """
+
+    name = "fashion-mnist"
+
+
+def _stream_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of ``parts`` (seed, stream, epoch, ...)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _generator(device: torch.device, *parts: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(_stream_seed(*parts))
+
+
+def _bernoulli(p: Tensor, gen: torch.Generator) -> Tensor:
+    r"""Draw ``Bernoulli(p)`` as a bool tensor, with ``p = x / 255`` for ``uint8`` images.
+
+    For bytes, :math:`P(r < x) = x / 255` exactly for :math:`r` uniform on
+    :math:`\{0, \dots, 254\}`; comparing random bytes is several times faster than
+    ``torch.bernoulli`` on floats.
+    """
+    if p.dtype == torch.uint8:
+        r = torch.randint(0, 255, p.shape, dtype=torch.uint8, generator=gen, device=p.device)
+    else:
+        r = torch.rand(p.shape, dtype=p.dtype, generator=gen, device=p.device)
+    return r < p
+
+
+_SHUFFLE, _DYNAMIC, _STATIC = 0, 1, 2
+
+
+class TensorLoader:
+    r"""Batches from an in-memory image tensor, built by indexing; reproducible per epoch.
+
+    Each batch is gathered from the ``uint8`` tensor and converted in one pass to
+    ``float32`` :math:`x / 255 \in [0, 1]` (floating-point images are used as given).
+    Everything random is a pure function of ``(seed, epoch, rank, batch index)``, as with
+    ``DistributedSampler``: :meth:`set_epoch` selects the epoch, so a run resumed at epoch
+    ``e`` sees the same batches, bit for bit. Each ``iter()`` uses the current epoch, then
+    advances it by one, so plain loops also reshuffle every epoch.
+
+    Binarization: ``"dynamic"`` draws :math:`x \sim \mathrm{Bernoulli}(x/255)` afresh for
+    each batch of each epoch; ``"static"`` draws it once, from ``seed``, for the whole data.
+
+    Args:
+        images: ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, D)`` images, ``uint8`` (0..255) or
+            floating point in [0, 1].
+        targets: Optional labels ``(N, ...)``; batches are then ``(x, y)`` pairs.
+        batch_size: Images per batch.
+        shuffle: A new random order every epoch.
+        seed: Seed of the order and of binarization.
+        drop_last: Drop the last, smaller batch.
+        flatten: Yield ``(B, D)`` batches; else ``(B, C, H, W)`` (a channel axis is added
+            to ``(N, H, W)`` images).
+        binarize: ``"none"``, ``"dynamic"`` or ``"static"``.
+        device: Move the whole ``uint8`` tensor there once; batches are made there.
+        rank: This process's rank for ``DistributedDataParallel``.
+        world_size: The number of processes; each epoch's order is split between them,
+            wrapping around so that every rank has the same number of batches.
+
+    Raises:
+        TypeError: ``images`` or ``targets`` is not a tensor.
+        ValueError: An argument is out of range (the message names it).
+
+    Example:
+        >>> loader = TensorLoader(torch.zeros(10, 28, 28, dtype=torch.uint8), batch_size=4)
+        >>> [tuple(x.shape) for x in loader]
+        [(4, 1, 28, 28), (4, 1, 28, 28), (2, 1, 28, 28)]
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        targets: Tensor | None = None,
+        batch_size: int = 100,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        flatten: bool = False,
+        binarize: Binarize = "none",
+        device: torch.device | str | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        images = check_tensor(images, "images")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"images must be uint8 or floating point, got dtype {images.dtype}")
+        if images.dim() < 2 or images.shape[0] == 0:
+            raise ValueError(
+                f"images must have shape (N, ...) with N >= 1, got {tuple(images.shape)}"
+            )
+        if targets is not None:
+            targets = check_tensor(targets, "targets")
+            if targets.dim() == 0 or targets.shape[0] != images.shape[0]:
+                raise ValueError(
+                    f"targets must have shape ({images.shape[0]}, ...) to match images, "
+                    f"got {tuple(targets.shape)}"
+                )
+        if binarize not in ("none", "dynamic", "static"):
+            raise ValueError(f"binarize must be 'none', 'dynamic' or 'static', got {binarize!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        self.world_size = check_positive_int(world_size, "world_size")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.rank, self.seed, self.shuffle, self.drop_last = rank, seed, shuffle, drop_last
+        self.flatten, self.binarize = flatten, binarize
+        self.dataset_size = int(images.shape[0])
+        self.epoch = 0
+        self.device = images.device if device is None else torch.device(device)
+        self.images = images.to(self.device)
+        self.targets = None if targets is None else targets.to(self.device)
+        if binarize == "static":
+            self.images = self._static_binarized()  # now {0, 1} (stored as 0 and 255 in uint8)
+
+    def _static_binarized(self) -> Tensor:
+        gen = _generator(self.device, self.seed, _STATIC)
+        out = torch.empty_like(self.images)
+        scale = 255 if out.dtype == torch.uint8 else 1
+        for start in range(0, self.dataset_size, 8192):  # chunks bound the temporary memory
+            chunk = self.images[start : start + 8192]
+            out[start : start + 8192] = _bernoulli(chunk, gen).to(out.dtype).mul_(scale)
+        return out
+
+    def _to_float(self, x: Tensor) -> Tensor:
+        return x.to(torch.float32).div_(255) if x.dtype == torch.uint8 else x.to(torch.float32)
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank sees per epoch (padded by wrapping when sharded)."""
+        return math.ceil(self.dataset_size / self.world_size)
+
+    def __len__(self) -> int:
+        """Number of batches per epoch (on this rank)."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and binarization the next ``iter()`` uses."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def indices(self, epoch: int) -> Tensor:
+        """The indices into the data that this rank visits in ``epoch``, in order."""
+        n = self.dataset_size
+        if self.shuffle:
+            order = torch.randperm(
+                n, generator=_generator(torch.device("cpu"), self.seed, _SHUFFLE, epoch)
+            )
+        else:
+            order = torch.arange(n)
+        total = self.num_samples * self.world_size
+        if total > n:
+            order = order.repeat(math.ceil(total / n))[:total]
+        return order[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+        """Batches of the current epoch; the epoch is then advanced by one."""
+        epoch = self.epoch
+        self.epoch += 1
+        return self._batches(epoch, self.indices(epoch).to(self.device))
+
+    def _batches(self, epoch: int, order: Tensor) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            batch = self.images.index_select(0, idx)
+            if self.binarize == "dynamic":
+                gen = _generator(self.device, self.seed, _DYNAMIC, epoch, self.rank, b)
+                x = _bernoulli(batch, gen).to(torch.float32)
+            else:
+                x = self._to_float(batch)
+            if self.flatten:
+                x = x.reshape(x.shape[0], -1)
+            elif x.dim() == 3:
+                x = x.unsqueeze(1)
+            yield x if self.targets is None else (x, self.targets.index_select(0, idx))
+
+
+def mnist_loaders(
+    root: str | os.PathLike[str] | None = None,
+    dataset: str = "mnist",
+    batch_size: int = 100,
+    test_batch_size: int | None = None,
+    flatten: bool = False,
+    binarize: Binarize = "none",
+    seed: int = 0,
+    download: bool = False,
+    device: torch.device | str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    verify: bool = True,
+) -> tuple[TensorLoader, TensorLoader]:
+    """The textbook's loaders: shuffled training batches of 100 and the test set in order.
+
+    With binarization, the training set uses the mode asked for and the test set a static
+    binarization (one fixed draw from ``seed``), so that test scores compare across epochs.
+
+    Args:
+        root: A folder to search first (see the module notes for the search order).
+        dataset: ``"mnist"`` or ``"fashion-mnist"``.
+        batch_size: Training batch size.
+        test_batch_size: Test batch size (default: ``batch_size``).
+        flatten: Yield ``(B, 784)`` batches instead of ``(B, 1, 28, 28)``.
+        binarize: ``"none"``, ``"dynamic"`` or ``"static"`` (see :class:`TensorLoader`).
+        seed: Seed of the shuffle and the binarization.
+        download: Fetch the files from torchvision's mirrors when found nowhere.
+        device: Keep the data (as ``uint8``) on this device.
+        rank: This process's rank, for ``DistributedDataParallel``.
+        world_size: The number of processes.
+        verify: Check official files against their MD5 checksums.
+
+    Returns:
+        ``(train_loader, test_loader)``, two :class:`TensorLoader` yielding ``(x, y)``.
+
+    Raises:
+        ValueError: Unknown ``dataset`` or bad loader arguments.
+        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+
+    Example:
+        >>> train, test = mnist_loaders(flatten=True)  # doctest: +SKIP
+        >>> x, y = next(iter(train))  # doctest: +SKIP
+        >>> x.shape  # doctest: +SKIP
+        torch.Size([100, 784])
+    """
+    test_bs = batch_size if test_batch_size is None else test_batch_size
+    dataset_key(dataset)
+    for value, name in ((batch_size, "batch_size"), (test_bs, "test_batch_size")):
+        check_positive_int(value, name)
+    if binarize not in ("none", "dynamic", "static"):
+        raise ValueError(f"binarize must be 'none', 'dynamic' or 'static', got {binarize!r}")
+    train = TensorLoader(
+        *load_dataset(dataset, root, True, download, verify),
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        flatten=flatten,
+        binarize=binarize,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+    )
+    test = TensorLoader(
+        *load_dataset(dataset, root, False, download, verify),
+        batch_size=test_bs,
+        shuffle=False,
+        seed=seed,
+        flatten=flatten,
+        binarize="none" if binarize == "none" else "static",
+        device=device,
+        rank=rank,
+        world_size=world_size,
+    )
+    return train, test
