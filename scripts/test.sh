@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format, types, unit/property tests, doctests, docs build.
+# Works on a fresh clone with only Python 3.10+: it makes .venv and installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q -e ".[dev,docs]"
+set -x
+.venv/bin/ruff check src tests examples benchmarks
+.venv/bin/ruff format --check src tests examples benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest --doctest-modules src/torchvae tests "$@"
