@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -22,7 +23,7 @@ def leaky_relu() -> nn.Module:
 def mlp(sizes: Sequence[int], activation: Activation) -> nn.Sequential:
     """``Linear`` layers between consecutive ``sizes``, each followed by ``activation()``."""
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for n_in, n_out in pairwise(sizes):
         layers += [nn.Linear(n_in, n_out), activation()]
     return nn.Sequential(*layers)
 
@@ -30,7 +31,7 @@ def mlp(sizes: Sequence[int], activation: Activation) -> nn.Sequential:
 def conv_stack(channels: Sequence[int], activation: Activation) -> nn.Sequential:
     """Stride-2 4x4 convolutions, each halving height and width."""
     layers: list[nn.Module] = []
-    for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+    for c_in, c_out in pairwise(channels):
         layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation()]
     return nn.Sequential(*layers)
 
@@ -41,7 +42,7 @@ def deconv_stack(channels: Sequence[int], activation: Activation) -> nn.Sequenti
     No activation follows the last layer: it gives logits.
     """
     layers: list[nn.Module] = []
-    for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+    for c_in, c_out in pairwise(channels):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), activation()]
     return nn.Sequential(*layers[:-1])
 

@@ -6,6 +6,11 @@ decoder gives ``sigmoid(logits)``, values in [0, 1], as the textbook's decoder d
 
 The interface :class:`~torchvae.VAE` relies on is ``logits(z)`` (or, failing that, a
 ``forward(z)`` returning values in [0, 1]); any ``nn.Module`` that follows it plugs in.
+
+The decoders here clamp each coordinate of ``z`` to :math:`[-10^4, 10^4]` before the first
+layer. Prior samples never come near that bound, but without it a huge finite ``z`` (say
+``3e38``) overflows the first matrix product to ``inf - inf = NaN``; with it, the output
+is finite and in [0, 1] for every finite ``z``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from ._nn import Activation, deconv_stack, leaky_relu, mlp, to_batch_of
 from ._validation import check_positive_int, check_positive_ints
 
 __all__ = ["ConvDecoder", "Decoder"]
+
+_Z_LIMIT = 1e4
+
+
+def _latent_batch(z: object, latent_dim: int) -> Tensor:
+    r"""``z`` checked to be ``(batch, latent_dim)``, clamped to :math:`\pm 10^4`."""
+    return to_batch_of(z, (latent_dim,), "z").clamp(-_Z_LIMIT, _Z_LIMIT)
 
 
 class _SigmoidDecoder(nn.Module):
@@ -80,7 +92,8 @@ class Decoder(_SigmoidDecoder):
 
     def logits(self, z: Tensor) -> Tensor:
         """Logits of shape ``(batch, output_dim)`` for ``z`` of shape ``(batch, latent_dim)``."""
-        return self.output(self.hidden(to_batch_of(z, (self.latent_dim,), "z")))
+        out: Tensor = self.output(self.hidden(_latent_batch(z, self.latent_dim)))
+        return out
 
 
 class ConvDecoder(_SigmoidDecoder):
@@ -134,6 +147,6 @@ class ConvDecoder(_SigmoidDecoder):
 
     def logits(self, z: Tensor) -> Tensor:
         """Logits of shape ``(batch, *output_shape)`` for ``z`` of shape ``(batch, latent_dim)``."""
-        h = self.project(to_batch_of(z, (self.latent_dim,), "z"))
+        h = self.project(_latent_batch(z, self.latent_dim))
         out: Tensor = self.upsample(h.reshape(h.shape[0], *self._start))
         return out

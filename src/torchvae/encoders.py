@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import Tensor, nn
-from torch.distributions import Independent
+from torch.distributions import Independent, Normal
 
 from ._nn import Activation, conv_stack, leaky_relu, mlp, to_batch_of
 from ._validation import check_positive_int, check_positive_ints
@@ -25,8 +25,8 @@ class _GaussianEncoder(nn.Module):
 
     latent_dim: int
 
-    def posterior(self, x: Tensor) -> Independent:
-        r""":math:`q_\phi(z \mid x)` as a ``torch.distributions`` object, event shape ``(latent_dim,)``."""
+    def posterior(self, x: Tensor) -> Independent[Normal]:
+        r""":math:`q_\phi(z \mid x)` as a torch distribution, event shape ``(latent_dim,)``."""
         params: GaussianParams = self(x)
         return params.distribution()
 
@@ -47,6 +47,7 @@ class Encoder(_GaussianEncoder):
         activation: factory of the activation module; default ``LeakyReLU(0.2)``.
 
     Example:
+        >>> import torch
         >>> enc = Encoder(input_dim=784, hidden_dim=400, latent_dim=200)
         >>> mean, log_var = enc(torch.rand(5, 784))
         >>> tuple(mean.shape), tuple(log_var.shape)
@@ -75,7 +76,7 @@ class Encoder(_GaussianEncoder):
         self.log_var = nn.Linear(width, self.latent_dim)
 
     def forward(self, x: Tensor) -> GaussianParams:
-        """Posterior parameters for ``x`` of shape ``(batch, input_dim)`` (or any trailing layout)."""
+        """Posterior parameters for ``x``: ``(batch, input_dim)`` or any trailing layout."""
         h = self.hidden(to_batch_of(x, (self.input_dim,), "x"))
         return GaussianParams(self.mean(h), self.log_var(h))
 
@@ -95,6 +96,7 @@ class ConvEncoder(_GaussianEncoder):
         activation: factory of the activation module; default ``LeakyReLU(0.2)``.
 
     Example:
+        >>> import torch
         >>> enc = ConvEncoder(latent_dim=16)
         >>> enc(torch.rand(3, 1, 28, 28)).mean.shape
         torch.Size([3, 16])

@@ -3,7 +3,8 @@ r"""Diagonal Gaussians: the posterior q(z|x), the prior p(z) = N(0, I), and thei
 A VAE's encoder outputs the parameters of a diagonal Gaussian
 
 .. math::
-    q_\phi(z \mid x) = \mathcal{N}\!\left(z;\ \mu_\phi(x),\ \operatorname{diag}\sigma^2_\phi(x)\right),
+    q_\phi(z \mid x) = \mathcal{N}\!\left(z;\ \mu_\phi(x),\
+    \ \operatorname{diag}\sigma^2_\phi(x)\right),
     \qquad \log\sigma^2 = \texttt{log\_var},
 
 and the prior is the standard normal :math:`p(z) = \mathcal{N}(0, I)`.
@@ -53,12 +54,16 @@ class GaussianParams(NamedTuple):
         r"""Standard deviation :math:`\sigma = \exp(\tfrac12 \log\sigma^2)`."""
         return torch.exp(0.5 * self.log_var)
 
-    def distribution(self) -> Independent:
+    def distribution(self) -> Independent[Normal]:
         r"""The diagonal Gaussian as ``Independent(Normal(mean, std), 1)``."""
         return Independent(Normal(self.mean, self.std), 1)
 
-    def rsample(self, n_samples: int | None = None, generator: torch.Generator | None = None) -> Tensor:
-        r"""Reparameterized samples :math:`z = \mu + \sigma \odot \varepsilon`, :math:`\varepsilon \sim \mathcal{N}(0, I)`.
+    def rsample(
+        self, n_samples: int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        r"""Reparameterized samples :math:`z = \mu + \sigma \odot \varepsilon`.
+
+        :math:`\varepsilon \sim \mathcal{N}(0, I)`, so gradients flow to the parameters.
 
         Args:
             n_samples: ``None`` for one sample of shape ``mean.shape``; ``k`` for ``k``
@@ -96,7 +101,7 @@ class GaussianParams(NamedTuple):
 
 
 def gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
-    r"""Closed-form KL divergence of :math:`\mathcal{N}(\mu, \sigma^2)` from :math:`\mathcal{N}(0, 1)`.
+    r"""Closed-form KL divergence of :math:`\mathcal{N}(\mu, \sigma^2)` from the standard normal.
 
     Per latent dimension, in nats:
 
@@ -126,8 +131,8 @@ def gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
 
 def standard_normal(
     latent_dim: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-) -> Independent:
-    r"""The prior :math:`p(z) = \mathcal{N}(0, I)` as a distribution with event shape ``(latent_dim,)``."""
+) -> Independent[Normal]:
+    r"""The prior :math:`p(z) = \mathcal{N}(0, I)`, event shape ``(latent_dim,)``."""
     zeros = torch.zeros(latent_dim, device=device, dtype=dtype)
     return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 

@@ -66,7 +66,9 @@ class Likelihood(nn.Module):
         """
         return _sum_event(self.log_prob_elementwise(logits, x), x.ndim - 1)
 
-    def distribution(self, logits: Tensor, event_ndim: int | None = None) -> Independent:
+    def distribution(
+        self, logits: Tensor, event_ndim: int | None = None
+    ) -> Independent[Distribution]:
         """:math:`p_\\theta(x \\mid z)` as a ``torch.distributions`` object.
 
         Args:
@@ -102,9 +104,7 @@ class Bernoulli(Likelihood):
         )
 
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
-        return -F.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none"
-        )
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
 
     def distribution_elementwise(self, logits: Tensor) -> Distribution:
         return torch.distributions.Bernoulli(logits=logits, validate_args=False)
@@ -113,20 +113,35 @@ class Bernoulli(Likelihood):
 def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
     r"""Log normalizing constant of the continuous Bernoulli, from logits.
 
-    With :math:`\lambda = \sigma(\ell)`, :math:`C(\lambda) = \frac{2\,\operatorname{artanh}(1-2\lambda)}{1-2\lambda}`,
+    With :math:`\lambda = \sigma(\ell)`,
+    :math:`C(\lambda) = \frac{2\,\operatorname{artanh}(1-2\lambda)}{1-2\lambda}`,
     which in terms of the logit is :math:`C = \ell / \tanh(\ell/2)`, an even function with
     :math:`C(0) = 2`. For :math:`|\ell| < 10^{-2}` the series
-    :math:`\log C = \log 2 + \ell^2/12 - \ell^4/1440` is used; elsewhere
-    :math:`\log|\ell| - \log\tanh(|\ell|/2)`, with the log-tanh written through
-    ``log1p`` so that it stays accurate for large :math:`|\ell|`.
+    :math:`\log C = \log 2 + \ell^2/12 - 7\ell^4/1440` is used (its next term is below
+    :math:`10^{-15}` there); elsewhere
+    :math:`\log|\ell| - \log(1 - e^{-|\ell|}) + \log(1 + e^{-|\ell|})`, written with
+    ``expm1`` and ``log1p`` so that it stays accurate near the switch and for large
+    :math:`|\ell|`, where :math:`\log C \approx \log|\ell|`.
+
+    Args:
+        logits: :math:`\ell`, any shape.
+
+    Returns:
+        :math:`\log C(\ell)`, the same shape; finite for every finite :math:`\ell`,
+        with finite gradients.
+
+    Example:
+        >>> continuous_bernoulli_log_norm(torch.tensor([0.0, 100.0]))
+        tensor([0.6931, 4.6052])
     """
     a = logits.abs()
     small = a < 1e-2
-    safe = torch.where(small, torch.ones_like(a), a)
-    e = torch.exp(-safe)
-    large = torch.log(safe) - (torch.log1p(-e) - torch.log1p(e))
-    sq = logits.square()
-    series = math.log(2.0) + sq / 12.0 - sq.square() / 1440.0
+    # Each branch sees only inputs where it is finite, so that torch.where's gradient
+    # (0 * inf in the branch not taken) cannot turn into NaN.
+    big = torch.where(small, torch.ones_like(a), a)
+    large = torch.log(big) - torch.log(-torch.expm1(-big)) + torch.log1p(torch.exp(-big))
+    sq = torch.where(small, logits, torch.zeros_like(logits)).square()
+    series = math.log(2.0) + sq / 12.0 - 7.0 * sq.square() / 1440.0
     return torch.where(small, series, large)
 
 
@@ -158,7 +173,10 @@ class ContinuousBernoulli(Likelihood):
         return torch.distributions.ContinuousBernoulli(logits=logits, validate_args=False)
 
     def mean(self, logits: Tensor) -> Tensor:
-        r"""The mean :math:`\frac{\lambda}{2\lambda - 1} + \frac{1}{2\operatorname{artanh}(1 - 2\lambda)}`."""
+        r"""The mean of the continuous Bernoulli.
+
+        .. math:: \frac{\lambda}{2\lambda - 1} + \frac{1}{2\operatorname{artanh}(1 - 2\lambda)}
+        """
         return self.distribution_elementwise(logits).mean
 
 
@@ -218,4 +236,5 @@ class Gaussian(Likelihood):
         return Normal(self.mean(logits), scale, validate_args=False)
 
     def extra_repr(self) -> str:
-        return f"scale={float(torch.exp(self.log_scale)):.4g}, learn_scale={self.learn_scale}, link={self.link!r}"
+        scale = float(torch.exp(self.log_scale.detach()))
+        return f"scale={scale:.4g}, learn_scale={self.learn_scale}, link={self.link!r}"

@@ -5,7 +5,8 @@ example (pixels) and over latent dimensions, mean over the batch. The loss to mi
 the negative bound, so for the ELBO
 
 .. math::
-    \mathcal{L}(x) = \underbrace{-\mathbb{E}_{q_\phi(z\mid x)} \log p_\theta(x \mid z)}_{\text{reconstruction}}
+    \mathcal{L}(x) =
+    \underbrace{-\mathbb{E}_{q_\phi(z\mid x)} \log p_\theta(x \mid z)}_{\text{reconstruction}}
     + \beta\, \underbrace{\mathrm{KL}\!\left(q_\phi(z \mid x)\,\|\,p(z)\right)}_{\text{kl}}
     \;\geq\; -\log p_\theta(x) \quad (\beta = 1).
 
@@ -47,7 +48,27 @@ class LossOutput(NamedTuple):
     kl_per_dim: Tensor
 
 
-def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> VAEOutput:
+def _check_non_negative(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value}")
+    return float(value)
+
+
+def _check_likelihood(likelihood: object) -> Likelihood:
+    if likelihood is None:
+        return Bernoulli()
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(
+            f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
+            f"got {type(likelihood).__name__}"
+        )
+    return likelihood
+
+
+def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> tuple[VAEOutput, Tensor]:
+    """Check ``out`` and ``x`` match; returns ``x`` in the logits' dtype."""
     if not isinstance(out, VAEOutput):
         raise TypeError(
             f"out must be the VAEOutput a VAE's forward returns, got {type(out).__name__}"
@@ -58,7 +79,7 @@ def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> VAEOutput:
             f"x has shape {tuple(x.shape)} but the model's output has shape "
             f"{tuple(out.logits.shape)}; pass the x the model was called with"
         )
-    return out
+    return out, x.to(out.logits.dtype)
 
 
 class ELBOLoss(nn.Module):
@@ -95,16 +116,9 @@ class ELBOLoss(nn.Module):
         self, likelihood: Likelihood | None = None, beta: float = 1.0, free_bits: float = 0.0
     ) -> None:
         super().__init__()
-        self.likelihood = Bernoulli() if likelihood is None else likelihood
-        if not isinstance(self.likelihood, Likelihood):
-            raise TypeError(
-                f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
-                f"got {type(likelihood).__name__}"
-            )
+        self.likelihood = _check_likelihood(likelihood)
         self.beta = beta
-        if not (math.isfinite(free_bits) and free_bits >= 0):
-            raise ValueError(f"free_bits must be a finite float >= 0, got {free_bits}")
-        self.free_bits = free_bits
+        self.free_bits = _check_non_negative(free_bits, "free_bits")
 
     @property
     def beta(self) -> float:
@@ -113,11 +127,7 @@ class ELBOLoss(nn.Module):
 
     @beta.setter
     def beta(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"beta must be a float, got {type(value).__name__}")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"beta must be a finite float >= 0, got {value}")
-        self._beta = float(value)
+        self._beta = _check_non_negative(value, "beta")
 
     def forward(self, out: VAEOutput, x: Tensor) -> LossOutput:
         """Compute the loss and its parts.
@@ -126,7 +136,7 @@ class ELBOLoss(nn.Module):
             out: what ``model(x)`` returned.
             x: the data the model was called with, ``(batch, ...)``.
         """
-        out = _check_pair(out, x, self.likelihood)
+        out, x = _check_pair(out, x, self.likelihood)
         reconstruction = -self.likelihood.log_prob(out.logits, x).mean()
         kl_per_dim = gaussian_kl(out.mean, out.log_var).mean(0)
         kl = kl_per_dim.sum()
@@ -165,11 +175,11 @@ class IWAELoss(nn.Module):
     def __init__(self, k: int = 5, likelihood: Likelihood | None = None) -> None:
         super().__init__()
         self.n_samples = check_positive_int(k, "k")
-        self.likelihood = Bernoulli() if likelihood is None else likelihood
+        self.likelihood = _check_likelihood(likelihood)
 
     def forward(self, out: VAEOutput, x: Tensor) -> LossOutput:
         """Compute the loss; ``out`` must come from ``model(x, n_samples=k)``."""
-        out = _check_pair(out, x, self.likelihood)
+        out, x = _check_pair(out, x, self.likelihood)
         if out.z.ndim != 3:
             raise ValueError(
                 f"IWAELoss needs several samples per example: call model(x, n_samples="

@@ -5,11 +5,14 @@ reparameterization trick.
 
 from __future__ import annotations
 
+import math
+import os
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent
+from torch.distributions import Independent, Normal
+from typing_extensions import Self
 
 from ._validation import check_finite, check_floating, check_positive_int
 from .gaussian import GaussianParams, standard_normal
@@ -136,17 +139,16 @@ class VAE(nn.Module):
         """
         return self._encode_prepared(self._prepare(x))
 
-    def posterior(self, x: Tensor) -> Independent:
+    def posterior(self, x: Tensor) -> Independent[Normal]:
         r""":math:`q_\phi(z \mid x)` as a ``torch.distributions`` object."""
         return self.encode(x).distribution()
 
-    def prior(self) -> Independent:
+    def prior(self) -> Independent[Normal]:
         r"""The prior :math:`p(z) = \mathcal{N}(0, I)` on the parameters' device and dtype."""
         device, dtype = self._like_params()
         return standard_normal(self.latent_dim, device=device, dtype=dtype)
 
-    def decode_logits(self, z: Tensor) -> Tensor:
-        r"""Decoder logits for ``z`` of shape ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``."""
+    def _decode_logits(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
         flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
         logits_fn = getattr(self.decoder, "logits", None)
@@ -156,8 +158,45 @@ class VAE(nn.Module):
             logits = torch.logit(self.decoder(flat), eps=_PROB_EPS)
         return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
 
+    def _check_latent(self, z: object) -> Tensor:
+        z = check_floating(z, "z")
+        if z.ndim < 2 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"z must have shape (batch, latent_dim) or (k, batch, latent_dim) with "
+                f"latent_dim = {self.latent_dim}, got shape {tuple(z.shape)}"
+            )
+        device, dtype = self._like_params()
+        if z.device != device:
+            raise ValueError(
+                f"z is on {z.device} but the model's parameters are on {device}; "
+                f"move one of them (e.g. z.to({str(device)!r}))"
+            )
+        return check_finite(z.to(dtype), "z")
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        r"""Decoder logits for ``z``: ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.
+
+        Args:
+            z: latent codes, floating point, finite.
+
+        Returns:
+            ``(*z.shape[:-1], *decoder output shape)``.
+
+        Raises:
+            TypeError: ``z`` is not a floating-point tensor.
+            ValueError: ``z`` has the wrong shape, device, or NaN/inf values.
+        """
+        return self._decode_logits(self._check_latent(z))
+
     def decode(self, z: Tensor) -> Tensor:
-        r"""Decoded values in [0, 1], :math:`\sigma(\text{logits})`, in the decoder's own shape."""
+        r"""Decoded values in [0, 1], :math:`\sigma(\text{logits})`, in the decoder's own shape.
+
+        Args:
+            z: latent codes ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.
+
+        Returns:
+            ``(*z.shape[:-1], *decoder output shape)``, e.g. ``(batch, 784)``.
+        """
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(
@@ -183,29 +222,32 @@ class VAE(nn.Module):
             check_positive_int(n_samples, "n_samples")
         q = self._encode_prepared(x)
         z = q.rsample(n_samples, generator=generator)
-        logits = self.decode_logits(z)
+        logits = self._decode_logits(z)
         lead = z.shape[:-1]
-        if logits.shape[len(lead):].numel() != x[0].numel():
+        if logits.shape[len(lead) :].numel() != x[0].numel():
             raise ValueError(
-                f"decoder output has {logits.shape[len(lead):].numel()} features per example "
+                f"decoder output has {logits.shape[len(lead) :].numel()} features per example "
                 f"but x has {x[0].numel()} (x shape {tuple(x.shape)}, decoder output shape "
                 f"{tuple(logits.shape)})"
             )
         return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor, sample: bool = False) -> Tensor:
+    def reconstruct(
+        self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         r"""Reconstructions in [0, 1] with ``x``'s shape.
 
         Args:
             x: ``(batch, ...)``.
             sample: decode a sample of :math:`q_\phi(z \mid x)` instead of its mean (the
                 default, which is deterministic).
+            generator: optional random generator for the sample.
         """
         x = self._prepare(x)
         q = self._encode_prepared(x)
-        z = q.rsample() if sample else q.mean
-        return self.decode(z).reshape(x.shape)
+        z = q.rsample(generator=generator) if sample else q.mean
+        return torch.sigmoid(self._decode_logits(z)).reshape(x.shape)
 
     @torch.no_grad()
     def sample(
@@ -227,11 +269,11 @@ class VAE(nn.Module):
             ``(n, 1, 28, 28)`` for the convolutional one.
         """
         n = check_positive_int(n, "n")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite float >= 0, got {temperature}")
         device, dtype = self._like_params()
         z = torch.randn(n, self.latent_dim, device=device, dtype=dtype, generator=generator)
-        return self.decode(z * temperature)
+        return torch.sigmoid(self._decode_logits(z * temperature))
 
     @torch.no_grad()
     def interpolate(self, x1: Tensor, x2: Tensor, steps: int = 10) -> Tensor:
@@ -259,4 +301,25 @@ class VAE(nn.Module):
         m1, m2 = self._encode_prepared(x1).mean, self._encode_prepared(x2).mean
         t = torch.linspace(0, 1, steps, device=m1.device, dtype=m1.dtype).view(-1, 1, 1)
         z = (1 - t) * m1 + t * m2
-        return self.decode(z).reshape(steps, *x1.shape)
+        return torch.sigmoid(self._decode_logits(z)).reshape(steps, *x1.shape)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the architecture (as JSON) and weights to ``path``, atomically.
+
+        See :func:`torchvae.serialization.save_model`, which this calls.
+        """
+        from .serialization import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device | None = None
+    ) -> Self:
+        """Rebuild a model written by :meth:`save`; no code from the file runs.
+
+        See :func:`torchvae.serialization.load_model`, which this calls.
+        """
+        from .serialization import load_model
+
+        return load_model(path, map_location, expected_type=cls)
