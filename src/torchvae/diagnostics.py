@@ -1,0 +1,551 @@
+r"""Latent diagnostics: is the posterior collapsing?
+
+Posterior collapse is the commonest silent failure of a VAE: some (or all) latent
+dimensions carry no information about :math:`x`, their posterior equals the prior and
+their KL is zero, while the loss looks fine. These functions measure it on a data set:
+
+- :func:`kl_per_dimension`: :math:`\mathbb{E}_x\,\mathrm{KL}(q(z_u \mid x)\,\|\,p(z_u))`
+  for each latent dimension :math:`u`, in nats.
+- :func:`active_units`: the number of dimensions whose posterior mean varies with
+  :math:`x` (Burda et al., 2016).
+- :func:`mutual_information`: an estimate of :math:`I(x; z)` under the aggregate
+  posterior.
+- :func:`latent_report` gathers all three in one pass over the data, and
+  :func:`warn_if_collapsed` warns when most dimensions are inactive.
+
+They need only the model's ``encode`` (``encode(x)``, or ``encode(x, y)`` for a model
+with ``is_conditional = True``), run under ``torch.no_grad()`` in eval mode, and leave
+the train/eval mode of every submodule as they found it.
+
+**Data.** ``data`` is a tensor of examples ``(N, ...)`` (labels, for a conditional model,
+in ``y=``), a ``torch.utils.data.Dataset`` yielding ``x`` or ``(x, y)``, or any iterable
+of batches ``x`` or ``(x, y, ...)`` such as a ``DataLoader``. Labels are ignored by
+unconditional models.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from ._validation import check_positive_int, check_tensor
+from .gaussian import GaussianParams, gaussian_kl
+
+__all__ = [
+    "ActiveUnits",
+    "LatentReport",
+    "PosteriorCollapseWarning",
+    "active_units",
+    "kl_per_dimension",
+    "latent_report",
+    "mutual_information",
+    "warn_if_collapsed",
+]
+
+Data = Union[Tensor, "Dataset[Any]", Iterable[Any]]
+
+# Rows of z scored against every stored posterior at once in mutual_information.
+_MI_CHUNK_ELEMENTS = 1 << 22
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Most latent dimensions carry no information about the data."""
+
+
+class ActiveUnits(NamedTuple):
+    r"""What :func:`active_units` returns.
+
+    Attributes:
+        n_active: the number of active dimensions.
+        variances: :math:`\operatorname{Var}_x \mathbb{E}_{q(z \mid x)}[z_u]` for each
+            dimension, ``(latent_dim,)``.
+        active: ``variances > threshold``, a bool tensor ``(latent_dim,)``.
+    """
+
+    n_active: int
+    variances: Tensor
+    active: Tensor
+
+
+@dataclass(frozen=True)
+class LatentReport:
+    r"""What :func:`latent_report` returns.
+
+    Attributes:
+        kl_per_dim: mean KL of each latent dimension, nats, ``(latent_dim,)``.
+        kl: their sum, :math:`\mathbb{E}_x \mathrm{KL}(q(z \mid x)\,\|\,p(z))`.
+        active_units: the number of active dimensions (see :func:`active_units`).
+        au_variances: the variance over the data of each posterior mean.
+        mutual_information: the estimate of :math:`I(x; z)` (see
+            :func:`mutual_information`), nats.
+        marginal_kl: :math:`\mathrm{KL}(q(z)\,\|\,p(z))` from Hoffman and Johnson's
+            decomposition, ``E_x KL - I`` on the examples the MI used: large values mean
+            the aggregate posterior fills the prior badly (poor samples).
+        collapsed: indices of the inactive dimensions.
+        n_examples: how many examples were read.
+    """
+
+    kl_per_dim: Tensor
+    kl: float
+    active_units: int
+    au_variances: Tensor
+    mutual_information: float
+    marginal_kl: float
+    collapsed: tuple[int, ...]
+    n_examples: int
+
+    @property
+    def latent_dim(self) -> int:
+        """The number of latent dimensions."""
+        return int(self.kl_per_dim.shape[0])
+
+    @property
+    def collapsed_fraction(self) -> float:
+        """The fraction of dimensions that are inactive."""
+        return len(self.collapsed) / self.latent_dim
+
+    def scalars(self) -> dict[str, float]:
+        """The report as named numbers, e.g. for TensorBoard scalars or a results file."""
+        return {
+            "kl": self.kl,
+            "active_units": float(self.active_units),
+            "mutual_information": self.mutual_information,
+            "marginal_kl": self.marginal_kl,
+            "collapsed_fraction": self.collapsed_fraction,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"active units {self.active_units}/{self.latent_dim}, "
+            f"KL {self.kl:.2f} nats, I(x;z) ~ {self.mutual_information:.2f} nats, "
+            f"KL(q(z)||p(z)) ~ {self.marginal_kl:.2f} nats"
+        )
+
+
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _batches(data: Data, y: Tensor | None, batch_size: int) -> Iterator[tuple[Tensor, Any]]:
+    if isinstance(data, Tensor):
+        if data.ndim < 2:
+            raise ValueError(
+                f"data must have shape (N, ...), one example per row, got {tuple(data.shape)}"
+            )
+        if y is not None and (check_tensor(y, "y").ndim != 1 or y.shape[0] != data.shape[0]):
+            raise ValueError(
+                f"y must hold one label per example of data, shape ({data.shape[0]},), "
+                f"got {tuple(y.shape)}"
+            )
+        for start in range(0, data.shape[0], batch_size):
+            stop = start + batch_size
+            yield data[start:stop], None if y is None else y[start:stop]
+        return
+    if y is not None:
+        raise ValueError(
+            "y= is only for tensor data; with batches, give each batch as (x, y) instead"
+        )
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        data = DataLoader(data, batch_size=batch_size, shuffle=False)
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be a tensor, a Dataset or an iterable of batches, got {type(data).__name__}"
+        )
+    for i, batch in enumerate(data):
+        if isinstance(batch, Tensor):
+            yield batch, None
+        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+            yield batch[0], batch[1] if len(batch) > 1 else None
+        else:
+            raise TypeError(
+                f"each batch of data must be a tensor x or a tuple (x, y, ...), batch {i} is "
+                f"{type(batch).__name__}"
+            )
+
+
+def _posteriors(
+    model: nn.Module, data: Data, y: Tensor | None, batch_size: int
+) -> Iterator[GaussianParams]:
+    """Encode every batch of ``data``; the caller holds :func:`_evaluating`."""
+    batch_size = check_positive_int(batch_size, "batch_size")
+    encode = getattr(model, "encode", None)
+    if not callable(encode):
+        raise TypeError(
+            f"model must have an encode method returning (mean, log_var), "
+            f"got {type(model).__name__}"
+        )
+    conditional = bool(getattr(model, "is_conditional", False))
+    device = _model_device(model)
+    for x, labels in _batches(data, y, batch_size):
+        x = x.to(device)
+        if conditional:
+            if labels is None:
+                raise ValueError(
+                    f"{type(model).__name__} is conditional: give labels, as batches (x, y) "
+                    f"or, for tensor data, y="
+                )
+            mean, log_var = encode(x, labels.to(device))
+        else:
+            mean, log_var = encode(x)
+        yield GaussianParams(mean, log_var)
+
+
+class _Moments:
+    """Running mean and sum of squared deviations (Chan et al.'s pairwise update), float64."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = torch.zeros(())
+        self.m2 = torch.zeros(())
+
+    def update(self, values: Tensor) -> None:
+        values = values.double()
+        n_b = values.shape[0]
+        if n_b == 0:
+            return
+        mean_b = values.mean(0)
+        m2_b = ((values - mean_b) ** 2).sum(0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.n = n
+
+    def variance(self) -> Tensor:
+        return self.m2 / (self.n - 1)
+
+
+class _Summary(NamedTuple):
+    kl_per_dim: Tensor
+    au_variances: Tensor
+    stored: GaussianParams
+    n: int
+
+
+def _summarize(
+    model: nn.Module, data: Data, y: Tensor | None, batch_size: int, keep: int
+) -> _Summary:
+    """One pass: mean KL per dim, variance of the posterior means, the first ``keep`` posteriors."""
+    kl_sum: Tensor | None = None
+    moments = _Moments()
+    stored: list[GaussianParams] = []
+    kept = 0
+    for q in _posteriors(model, data, y, batch_size):
+        kl = gaussian_kl(q.mean, q.log_var).double().sum(0)
+        kl_sum = kl if kl_sum is None else kl_sum + kl
+        moments.update(q.mean)
+        if kept < keep:
+            stored.append(GaussianParams(q.mean[: keep - kept], q.log_var[: keep - kept]))
+            kept += stored[-1].mean.shape[0]
+    if kl_sum is None or moments.n == 0:
+        raise ValueError("data holds no examples")
+    params = (
+        GaussianParams(torch.cat([s.mean for s in stored]), torch.cat([s.log_var for s in stored]))
+        if stored
+        else GaussianParams(torch.empty(0), torch.empty(0))
+    )
+    return _Summary(kl_sum / moments.n, moments.variance(), params, moments.n)
+
+
+def _check_threshold(threshold: float) -> float:
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite float >= 0, got {threshold}")
+    return float(threshold)
+
+
+def _mutual_information(
+    q: GaussianParams, n_samples: int, generator: torch.Generator | None
+) -> tuple[float, float]:
+    """The MI estimate and the mean closed-form KL on the same posteriors."""
+    mean, log_var = q.mean.double(), q.log_var.double()
+    m, d = mean.shape
+    q64 = GaussianParams(mean, log_var)
+    # Noise drawn on the generator's own device, so a CPU generator gives the same
+    # estimate for a model on any device.
+    eps = torch.randn(
+        (n_samples, m, d),
+        generator=generator,
+        dtype=torch.float64,
+        device=mean.device if generator is None else generator.device,
+    ).to(mean.device)
+    z = mean + q64.std * eps
+    log_own = q64.log_prob(z).reshape(-1)
+    z = z.reshape(-1, d)
+    # log N(z; mu_j, var_j) for all j at once as matrix products:
+    # -1/2 [ z^2 . (1/var_j) - 2 z . (mu_j/var_j) + sum(mu_j^2/var_j + log var_j + log 2pi) ]
+    precision = torch.exp(-log_var)
+    scaled_mean = mean * precision
+    const = (mean * scaled_mean + log_var).sum(1) + d * math.log(2 * math.pi)
+    rows = max(1, _MI_CHUNK_ELEMENTS // m)
+    log_aggregate = torch.cat(
+        [
+            torch.logsumexp(
+                -0.5 * (zc.square() @ precision.T - 2 * zc @ scaled_mean.T + const), dim=1
+            )
+            for zc in torch.split(z, rows)
+        ]
+    ) - math.log(m)
+    mi = float((log_own - log_aggregate).mean())
+    kl = float(gaussian_kl(mean, log_var).sum(1).mean())
+    return mi, kl
+
+
+def kl_per_dimension(
+    model: nn.Module, data: Data, y: Tensor | None = None, *, batch_size: int = 1000
+) -> Tensor:
+    r"""The mean closed-form KL of each latent dimension over a data set.
+
+    .. math::
+        \mathrm{KL}_u = \frac1N \sum_{n=1}^N \tfrac12\left(\mu_u(x_n)^2 + \sigma_u^2(x_n)
+        - 1 - \log\sigma_u^2(x_n)\right)
+
+    A dimension whose KL stays near 0 is one the encoder does not use.
+
+    Args:
+        model: a :class:`~torchvae.VAE`, :class:`~torchvae.ConditionalVAE` or anything
+            with ``encode`` returning ``(mean, log_var)``.
+        data: examples or batches (see the module's documentation).
+        y: labels for tensor ``data`` and a conditional model.
+        batch_size: examples encoded at once, for tensor data and datasets.
+
+    Returns:
+        ``(latent_dim,)`` float64, in nats; their sum is the data set's mean KL.
+
+    Raises:
+        ValueError: ``data`` is empty, or a conditional model gets no labels.
+        TypeError: ``data`` or ``model`` has the wrong type.
+
+    Example:
+        >>> from torchvae import VAE, Encoder, Decoder
+        >>> model = VAE(Encoder(6, 8, 3), Decoder(3, 8, 6))
+        >>> kl_per_dimension(model, torch.rand(50, 6)).shape
+        torch.Size([3])
+    """
+    with _evaluating(model):
+        return _summarize(model, data, y, batch_size, keep=0).kl_per_dim
+
+
+def active_units(
+    model: nn.Module,
+    data: Data,
+    y: Tensor | None = None,
+    *,
+    threshold: float = 0.01,
+    batch_size: int = 1000,
+) -> ActiveUnits:
+    r"""Count the active latent dimensions (Burda et al., 2016).
+
+    Dimension :math:`u` is active when its posterior mean varies over the data:
+
+    .. math::
+        A_u = \operatorname{Var}_{x}\!\left(\mathbb{E}_{q(z \mid x)}[z_u]\right)
+        = \operatorname{Var}_x\, \mu_u(x) > 0.01
+
+    (the unbiased sample variance over the :math:`N` examples, accumulated in float64).
+
+    Args:
+        model: a model with ``encode`` (see :func:`kl_per_dimension`).
+        data: at least two examples or batches of them.
+        y: labels for tensor ``data`` and a conditional model.
+        threshold: the variance above which a dimension counts as active.
+        batch_size: examples encoded at once, for tensor data and datasets.
+
+    Returns:
+        An :class:`ActiveUnits` ``(n_active, variances, active)``.
+
+    Raises:
+        ValueError: fewer than two examples, a bad ``threshold``, or missing labels.
+
+    Example:
+        >>> from torchvae import VAE, Encoder, Decoder
+        >>> model = VAE(Encoder(6, 8, 3), Decoder(3, 8, 6))
+        >>> active_units(model, torch.rand(50, 6)).variances.shape
+        torch.Size([3])
+    """
+    threshold = _check_threshold(threshold)
+    with _evaluating(model):
+        summary = _summarize(model, data, y, batch_size, keep=0)
+    if summary.n < 2:
+        raise ValueError(f"active_units needs at least 2 examples, got {summary.n}")
+    active = summary.au_variances > threshold
+    return ActiveUnits(int(active.sum()), summary.au_variances, active)
+
+
+def mutual_information(
+    model: nn.Module,
+    data: Data,
+    y: Tensor | None = None,
+    *,
+    n_samples: int = 1,
+    max_examples: int = 10_000,
+    generator: torch.Generator | None = None,
+    batch_size: int = 1000,
+) -> float:
+    r"""Estimate the mutual information :math:`I(x; z)` under the aggregate posterior.
+
+    With the :math:`M` first examples :math:`x_1..x_M` of ``data``, the aggregate
+    posterior is the mixture :math:`q(z) = \frac1M \sum_j q(z \mid x_j)` and
+
+    .. math::
+        \hat I = \frac{1}{MS} \sum_{i=1}^M \sum_{s=1}^S
+        \left[\log q(z_{is} \mid x_i) - \log \frac1M \sum_{j=1}^M q(z_{is} \mid x_j)\right],
+        \qquad z_{is} \sim q(z \mid x_i),
+
+    the estimator of He et al. (2019, "Lagging inference networks") taken over
+    :math:`M` examples instead of one minibatch. Since
+    :math:`\mathbb{E}_x \mathrm{KL}(q(z \mid x)\,\|\,p(z)) = I(x; z) + \mathrm{KL}(q(z)\,\|\,p(z))`
+    (Hoffman and Johnson, 2016), it tells how much of the KL the code actually uses.
+
+    **Bias.** For the empirical distribution of the :math:`M` examples, :math:`\hat I` is
+    unbiased (only Monte-Carlo noise, which can make it slightly negative when the true
+    value is 0). As an estimate of the population :math:`I(x; z)` it is the InfoNCE
+    bound with critic :math:`\log q(z \mid x)` (Poole et al., 2019): biased *low*, and
+    never above :math:`\log M`, a cap it nears when posteriors barely overlap. Use
+    ``max_examples`` well above :math:`e^{I}` for a faithful value. The cost is
+    :math:`O(S M^2 d)` operations, done in float64 and in chunks of bounded memory.
+
+    Args:
+        model: a model with ``encode`` (see :func:`kl_per_dimension`).
+        data: examples or batches (see the module's documentation).
+        y: labels for tensor ``data`` and a conditional model.
+        n_samples: :math:`S`, samples of :math:`z` per example.
+        max_examples: :math:`M`, the most examples used (the first ones read).
+        generator: optional random generator for the samples of :math:`z`, on any
+            device (a CPU generator gives the same estimate wherever the model is).
+        batch_size: examples encoded at once, for tensor data and datasets.
+
+    Returns:
+        :math:`\hat I` in nats. For a conditional model the posteriors are
+        :math:`q(z \mid x, y)` and the estimate is of :math:`I((x, y); z)`.
+
+    Raises:
+        ValueError: ``data`` is empty, bad ``n_samples``/``max_examples``, or missing labels.
+
+    Example:
+        >>> from torchvae import VAE, Encoder, Decoder
+        >>> model = VAE(Encoder(6, 8, 3), Decoder(3, 8, 6))
+        >>> mi = mutual_information(model, torch.rand(50, 6))
+        >>> mi <= math.log(50) + 1e-6
+        True
+    """
+    n_samples = check_positive_int(n_samples, "n_samples")
+    max_examples = check_positive_int(max_examples, "max_examples")
+    with _evaluating(model):
+        summary = _summarize(model, data, y, batch_size, keep=max_examples)
+        return _mutual_information(summary.stored, n_samples, generator)[0]
+
+
+def latent_report(
+    model: nn.Module,
+    data: Data,
+    y: Tensor | None = None,
+    *,
+    threshold: float = 0.01,
+    n_samples: int = 1,
+    max_examples: int = 10_000,
+    generator: torch.Generator | None = None,
+    batch_size: int = 1000,
+) -> LatentReport:
+    r"""KL per dimension, active units and mutual information in one pass over ``data``.
+
+    Args:
+        model: a model with ``encode`` (see :func:`kl_per_dimension`).
+        data: at least two examples, or batches of them (see the module's documentation).
+        y: labels for tensor ``data`` and a conditional model.
+        threshold: active-unit threshold (see :func:`active_units`).
+        n_samples: samples per example for the MI (see :func:`mutual_information`).
+        max_examples: the most examples used for the MI.
+        generator: optional random generator for the MI's samples.
+        batch_size: examples encoded at once, for tensor data and datasets.
+
+    Returns:
+        A :class:`LatentReport`; dimensions that are not active are listed as collapsed.
+
+    Raises:
+        ValueError: fewer than two examples, bad options, or missing labels.
+
+    Example:
+        >>> from torchvae import VAE, Encoder, Decoder
+        >>> model = VAE(Encoder(6, 8, 3), Decoder(3, 8, 6))
+        >>> report = latent_report(model, torch.rand(50, 6))
+        >>> report.latent_dim, sorted(report.scalars())[:2]
+        (3, ['active_units', 'collapsed_fraction'])
+    """
+    threshold = _check_threshold(threshold)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    max_examples = check_positive_int(max_examples, "max_examples")
+    with _evaluating(model):
+        summary = _summarize(model, data, y, batch_size, keep=max_examples)
+        mi, kl_subset = _mutual_information(summary.stored, n_samples, generator)
+    if summary.n < 2:
+        raise ValueError(f"latent_report needs at least 2 examples, got {summary.n}")
+    active = summary.au_variances > threshold
+    return LatentReport(
+        kl_per_dim=summary.kl_per_dim,
+        kl=float(summary.kl_per_dim.sum()),
+        active_units=int(active.sum()),
+        au_variances=summary.au_variances,
+        mutual_information=mi,
+        marginal_kl=kl_subset - mi,
+        collapsed=tuple(int(i) for i in torch.nonzero(~active).flatten()),
+        n_examples=summary.n,
+    )
+
+
+def warn_if_collapsed(report: LatentReport, fraction: float = 0.5) -> bool:
+    """Warn with a :class:`PosteriorCollapseWarning` when most dimensions are inactive.
+
+    Args:
+        report: from :func:`latent_report`.
+        fraction: warn when more than this fraction of the dimensions are collapsed.
+
+    Returns:
+        Whether it warned.
+
+    Raises:
+        TypeError: ``report`` is not a :class:`LatentReport`.
+        ValueError: ``fraction`` is not in [0, 1).
+
+    Example:
+        >>> report = LatentReport(torch.zeros(2), 0.0, 2, torch.ones(2), 1.0, 0.0, (), 10)
+        >>> warn_if_collapsed(report)
+        False
+    """
+    if not isinstance(report, LatentReport):
+        raise TypeError(f"report must be a LatentReport, got {type(report).__name__}")
+    if not (0 <= fraction < 1):
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if len(report.collapsed) <= fraction * report.latent_dim:
+        return False
+    warnings.warn(
+        PosteriorCollapseWarning(
+            f"posterior collapse: {len(report.collapsed)} of {report.latent_dim} latent "
+            f"dimensions are inactive (variance of the posterior mean <= threshold), "
+            f"I(x;z) ~ {report.mutual_information:.3g} nats. Consider KL warm-up, free "
+            f"bits, a smaller beta or a weaker decoder."
+        ),
+        stacklevel=2,
+    )
+    return True
