@@ -1,0 +1,105 @@
+"""Atomic file writes: a file is either the old one or the whole new one, never half.
+
+A write goes to a temporary file in the destination's folder, is flushed and fsync'ed,
+and then renamed over the destination with :func:`os.replace` (atomic on POSIX and on
+Windows within one volume). Killed mid-write, a process leaves the previous file intact
+and at worst a stray ``.<name>.*.tmp`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "check_writable"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible (nor needed) on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears only once fully written.
+
+    Args:
+        path: the destination; its folder must exist.
+
+    Yields:
+        A binary file object open on a temporary file beside ``path``.
+
+    Raises:
+        OSError: the folder is missing or unwritable, or the disk is full; the message
+            names ``path`` and the previous file, if any, is left unchanged.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> with atomic_write(folder / "a.bin") as f:
+        ...     _ = f.write(b"hello")
+        >>> (folder / "a.bin").read_bytes()
+        b'hello'
+    """
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {target}: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and str(target) not in str(e):
+            raise OSError(e.errno, f"cannot write {target}: {e.strerror or e}") from e
+        raise
+
+
+def check_writable(folder: str | os.PathLike[str], what: str = "output directory") -> Path:
+    """Create ``folder`` if needed and check a file can be written there.
+
+    Called before training starts, so that an unwritable directory fails at once instead
+    of after the first epoch.
+
+    Args:
+        folder: the directory.
+        what: how to name it in the error message.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: naming ``folder`` and the reason (permission, read-only, full disk).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / ".torchvae-write-test") as f:
+            f.write(b"ok")
+        (folder / ".torchvae-write-test").unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"{what} {str(folder)!r} is not writable: {e.strerror or e}") from e
+    return folder

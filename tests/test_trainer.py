@@ -1,0 +1,390 @@
+"""Tests of the Trainer: learning, inputs, evaluation, exact resume, NaN handling."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from torchvae._validation import set_validation
+from torchvae.callbacks import BetaSchedule, Callback, ModelCheckpoint
+from torchvae.checkpoint import CheckpointError, load_checkpoint
+from torchvae.decoders import Decoder
+from torchvae.encoders import Encoder
+from torchvae.likelihoods import Gaussian
+from torchvae.losses import ELBOLoss, IWAELoss
+from torchvae.model import VAE, VAEOutput
+from torchvae.schedules import Linear
+from torchvae.trainer import NonFiniteLossError, StepOutput, Trainer
+
+D = 16
+
+
+def make_model(seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(Encoder(D, 8, 2), Decoder(2, 8, D))
+
+
+def make_data(n: int = 256, seed: int = 0) -> Tensor:
+    """Examples in (0, 1) driven by two latent factors, so that a VAE can learn them."""
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(2, D, generator=g) * 3, torch.randn(D, generator=g) * 3
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed + 1))
+    return torch.sigmoid(z @ w + b)
+
+
+def params_equal(a: nn.Module, b: nn.Module) -> bool:
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_loss_decreases_on_synthetic_data() -> None:
+    data = make_data()
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    trainer = Trainer(model, optimizer=optimizer, device="cpu", seed=0, batch_size=32)
+    before = trainer.evaluate(data)["loss"]
+    trainer.fit(data, epochs=3)
+    after = trainer.evaluate(data)["loss"]
+    assert after < before - 1.0
+    assert [m["epoch"] for m in trainer.history] == [1, 2, 3]
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+    assert trainer.global_step == 3 * 8
+
+
+def test_evaluate_keys_and_bits_per_dim() -> None:
+    data = make_data(100)
+    trainer = Trainer(make_model(), loss=ELBOLoss(beta=4.0, free_bits=0.5), device="cpu")
+    m = trainer.evaluate(data)
+    assert set(m) == {"loss", "reconstruction", "kl", "bits_per_dim"}
+    assert math.isclose(m["loss"], m["reconstruction"] + m["kl"], rel_tol=1e-6)
+    assert math.isclose(m["bits_per_dim"], m["loss"] / (D * math.log(2)), rel_tol=1e-12)
+    # weighted by batch size: uneven batches give the same as one batch (up to the sampled z)
+    model = trainer.model
+    torch.manual_seed(5)
+    whole = trainer.evaluate([data])
+    torch.manual_seed(5)
+    with torch.no_grad():
+        out = model(data)
+    assert math.isclose(whole["kl"], float(ELBOLoss()(out, data).kl), rel_tol=1e-5)
+    trainer.batch_size = 33
+    assert math.isclose(trainer.evaluate(data)["kl"], whole["kl"], rel_tol=1e-5)
+    assert model.training
+
+
+def test_inputs_in_every_form_train() -> None:
+    data = make_data(64)
+    labels = torch.arange(64) % 3
+    forms: list[Any] = [
+        data,
+        TensorDataset(data),
+        TensorDataset(data, labels),
+        DataLoader(TensorDataset(data, labels), batch_size=16, shuffle=True),
+        [data[:32], data[32:]],
+        [[data[:32], labels[:32]], (data[32:], labels[32:])],
+    ]
+    for form in forms:
+        trainer = Trainer(make_model(), device="cpu", batch_size=16)
+        trainer.fit(form, val=form, epochs=1)
+        assert math.isfinite(trainer.metrics["val_loss"])
+        assert trainer.global_step in (2, 4)
+
+
+def test_integer_batches_are_refused_with_a_hint() -> None:
+    trainer = Trainer(make_model(), device="cpu")
+    with pytest.raises(TypeError, match=r"uint8.*255"):
+        trainer.fit((make_data() * 255).to(torch.uint8))
+    with pytest.raises(TypeError, match="batch"):
+        trainer.fit([{"x": make_data()}])
+    with pytest.raises(TypeError, match="data must be"):
+        trainer.fit(3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"precision": "8"}, ValueError, "precision"),
+        ({"precision": "16-mixed", "device": "cpu"}, ValueError, "16-mixed"),
+        ({"nan_policy": "ignore"}, ValueError, "nan_policy"),
+        ({"grad_clip": -1.0}, ValueError, "grad_clip"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"scheduler_interval": "batch"}, ValueError, "scheduler_interval"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type, name: str) -> None:
+    with pytest.raises(error, match=name):
+        Trainer(make_model(), **kwargs)
+
+
+def test_bad_epochs_and_model() -> None:
+    with pytest.raises(TypeError, match="model"):
+        Trainer("vae")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epochs"):
+        Trainer(make_model(), device="cpu").fit(make_data(), epochs=0)
+
+
+def test_seed_makes_runs_reproducible() -> None:
+    runs = []
+    for init in (0, 0, 1):
+        trainer = Trainer(make_model(init), device="cpu", seed=7, batch_size=32)
+        trainer.fit(make_data(), epochs=2)
+        runs.append(trainer.model)
+    assert params_equal(runs[0], runs[1])
+    assert not params_equal(runs[0], runs[2])
+
+
+def _resume_setup(folder: Path, seed: int = 3, init: int = 0) -> tuple[Trainer, Any, Any]:
+    data, val = make_data(96), make_data(40, seed=1)
+    model = make_model(init)
+    loss = ELBOLoss(likelihood=Gaussian(scale=0.3, learn_scale=True))
+    optimizer = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-2)
+    trainer = Trainer(
+        model,
+        loss,
+        optimizer,
+        torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7),
+        callbacks=[BetaSchedule(Linear(steps=20)), ModelCheckpoint(folder, keep_last=None)],
+        device="cpu",
+        seed=seed,
+        grad_clip=5.0,
+    )
+    loader = DataLoader(TensorDataset(data), batch_size=16, shuffle=True)
+    return trainer, loader, val
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    full, loader, val = _resume_setup(tmp_path / "full")
+    full.fit(loader, val, epochs=4)
+    part, loader, val = _resume_setup(tmp_path / "part")
+    part.fit(loader, val, epochs=2)
+    torch.randn(1000)  # whatever happens in between must not matter
+    resumed, loader, val = _resume_setup(tmp_path / "part", seed=99, init=5)
+    resumed.fit(loader, val, epochs=4, resume=tmp_path / "part" / "epoch-0002.pt")
+    assert params_equal(full.model, resumed.model)
+    assert torch.equal(full.loss.likelihood.log_scale, resumed.loss.likelihood.log_scale)
+    sa, sb = full.optimizer.state_dict(), resumed.optimizer.state_dict()
+    for key, state in sa["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, sb["state"][key][name]), (key, name)
+    assert full.scheduler.state_dict() == resumed.scheduler.state_dict()
+    assert (full.epoch, full.global_step) == (resumed.epoch, resumed.global_step) == (4, 24)
+    untimed = [
+        [{k: v for k, v in h.items() if k != "time"} for h in t.history] for t in (full, resumed)
+    ]
+    assert untimed[0] == untimed[1]
+    assert full.loss.beta == resumed.loss.beta
+
+
+def test_resume_last_with_tensor_data(tmp_path: Path) -> None:
+    data = make_data(64)
+
+    def run(epochs: int, resume: str | None) -> Trainer:
+        trainer = Trainer(
+            make_model(),
+            callbacks=[ModelCheckpoint(tmp_path / "run" if resume or epochs < 3 else tmp_path)],
+            device="cpu",
+            seed=0,
+            batch_size=16,
+        )
+        trainer.fit(data, epochs=epochs, resume=resume)
+        return trainer
+
+    full = run(3, None)
+    run(1, None)
+    assert params_equal(full.model, run(3, "last").model)
+    with pytest.raises(FileNotFoundError, match="no epoch"):
+        Trainer(make_model(), callbacks=[ModelCheckpoint(tmp_path / "empty")]).fit(
+            data, resume="last"
+        )
+    with pytest.raises(ValueError, match="ModelCheckpoint"):
+        Trainer(make_model()).fit(data, resume="last")
+
+
+def test_validation_does_not_change_the_training_trajectory() -> None:
+    models = []
+    for val in (None, make_data(50, seed=4)):
+        trainer = Trainer(make_model(), device="cpu", seed=0, batch_size=32)
+        trainer.fit(make_data(), val, epochs=2)
+        models.append(trainer.model)
+    assert params_equal(models[0], models[1])
+
+
+class _PoisonAt(Callback):
+    """Put a NaN in the encoder's weights before the given (0-based) step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Trainer, x: Tensor) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(trainer.model.parameters())[0, 0] = math.nan
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    trainer = Trainer(
+        make_model(),
+        callbacks=[_PoisonAt(step=8 + 3), ModelCheckpoint(tmp_path)],
+        device="cpu",
+        batch_size=32,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2 of 3, batch 4 \(step 12") as info:
+        trainer.fit(make_data(), epochs=3)
+    assert "epoch-0001.pt" in str(info.value)
+    state = load_checkpoint(tmp_path / "epoch-0001.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch-0001.pt"]
+
+
+def test_nan_without_checkpoint_says_so() -> None:
+    trainer = Trainer(make_model(), callbacks=[_PoisonAt(step=0)], device="cpu")
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
+        trainer.fit(make_data(64))
+
+
+def test_non_finite_gradient_with_finite_loss_is_caught() -> None:
+    class InfGrad(Callback):
+        def on_train_batch_start(self, trainer: Trainer, x: Tensor) -> None:
+            p = next(trainer.model.parameters())
+            p.register_hook(lambda g: g * math.inf)
+
+    trainer = Trainer(make_model(), callbacks=[InfGrad()], device="cpu")
+    before = [p.clone() for p in trainer.model.parameters()]
+    with pytest.raises(NonFiniteLossError, match="gradient norm"):
+        trainer.fit(make_data(64))
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_skip_policy_skips_and_counts() -> None:
+    class NanBatches(Callback):
+        def __init__(self) -> None:
+            self.seen: list[bool] = []
+
+        def on_train_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            self.seen.append(output.skipped)
+
+    data = make_data(128)
+    data[40] = math.nan  # batch 2 of 4 holds a NaN
+    recorder = NanBatches()
+    trainer = Trainer(
+        make_model(), callbacks=[recorder], device="cpu", nan_policy="skip", batch_size=32
+    )
+    set_validation(False)  # let the NaN reach the loss instead of failing the input check
+    try:
+        trainer.fit([data[i : i + 32] for i in range(0, 128, 32)], epochs=2)
+    finally:
+        set_validation(True)
+    assert recorder.seen == [False, True, False, False] * 2
+    assert trainer.skipped_steps == 2
+    assert trainer.history[0]["skipped_steps"] == 1
+    assert math.isfinite(trainer.history[-1]["loss"])
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_iwae_loss_gets_n_samples_and_learned_scale_is_optimized() -> None:
+    trainer = Trainer(make_model(), IWAELoss(k=3), device="cpu", batch_size=32)
+    trainer.fit(make_data(64), epochs=1)
+    assert math.isfinite(trainer.metrics["loss"])
+    loss = ELBOLoss(likelihood=Gaussian(learn_scale=True))
+    trainer = Trainer(make_model(), loss, device="cpu", batch_size=32)
+    before = float(loss.likelihood.log_scale.detach())
+    trainer.fit(make_data(64), epochs=1)
+    assert float(trainer.loss.likelihood.log_scale.detach()) != before
+
+
+class _Conditional(nn.Module):
+    is_conditional = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vae = make_model()
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor, y: Tensor, n_samples: int | None = None) -> VAEOutput:
+        self.seen.append(y)
+        return self.vae(x, n_samples=n_samples)  # type: ignore[no-any-return]
+
+
+def test_conditional_models_get_labels_and_require_them() -> None:
+    data, labels = make_data(64), torch.arange(64) % 4
+    trainer = Trainer(_Conditional(), device="cpu", batch_size=32)
+    trainer.fit(TensorDataset(data, labels), epochs=1)
+    assert len(trainer.model.seen) == 2  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="conditional"):
+        trainer.fit(data, epochs=2)
+
+
+def test_grad_clip_step_scheduler_and_bf16_on_cpu() -> None:
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    norms: list[float] = []
+
+    class Norms(Callback):
+        def on_train_batch_end(self, trainer: Trainer, output: StepOutput) -> None:
+            norms.append(float(output.grad_norm))
+            total = torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters()])
+            assert float(total) <= 1e-3 * (1 + 1e-4)
+
+    trainer = Trainer(
+        model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_interval="step",
+        callbacks=[Norms()],
+        device="cpu",
+        grad_clip=1e-3,
+        batch_size=32,
+    )
+    trainer.fit(make_data(64), epochs=1)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.25)
+    assert all(n > 1e-3 for n in norms)
+    bf16 = Trainer(make_model(), device="cpu", precision="bf16", batch_size=32)
+    bf16.fit(make_data(64), epochs=1)
+    assert math.isfinite(bf16.metrics["loss"])
+
+
+def test_reduce_on_plateau_gets_the_validation_loss() -> None:
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0)
+    trainer = Trainer(model, optimizer=optimizer, scheduler=plateau, device="cpu")
+    trainer.fit(make_data(64), make_data(32, seed=2), epochs=2)
+    assert plateau.best == min(h["val_loss"] for h in trainer.history)
+
+
+def test_device_auto_is_cpu_here() -> None:
+    trainer = Trainer(make_model())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert trainer.device.type in (expected, "mps")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("TORCHVAE_TEST_COMPILE"),
+    reason="torch.compile on CPU takes minutes here; set TORCHVAE_TEST_COMPILE=1",
+)
+def test_compile_gives_the_same_kind_of_result() -> None:
+    trainer = Trainer(make_model(), device="cpu", compile=True, seed=0, batch_size=32)
+    trainer.fit(make_data(64), epochs=2)
+    eager = Trainer(make_model(), device="cpu", seed=0, batch_size=32)
+    eager.fit(make_data(64), epochs=2)
+    assert trainer.metrics["loss"] == pytest.approx(eager.metrics["loss"], rel=1e-3)
+
+
+def test_one_shot_iterables_and_bad_resume_files_are_clear(tmp_path: Path) -> None:
+    data = make_data(64)
+    with pytest.raises(ValueError, match="no batches in epoch 2"):
+        Trainer(make_model(), device="cpu").fit(iter([data]), epochs=2)
+    trainer = Trainer(make_model(), callbacks=[ModelCheckpoint(tmp_path)], device="cpu")
+    trainer.fit(data, epochs=1)
+    path = tmp_path / "epoch-0001.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"epoch-0001\.pt.*truncated"):
+        Trainer(make_model(), device="cpu").fit(data, epochs=2, resume=path)
