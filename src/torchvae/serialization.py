@@ -1,0 +1,713 @@
+r"""Model files: one file per model, a JSON config plus tensors, no pickled code.
+
+:func:`save_model` writes a model so that :func:`load_model` can rebuild it with no
+Python code at hand: the file holds the architecture as a JSON config (for example
+``{"type": "Encoder", "input_dim": 784, "hidden_dims": [400, 400], "latent_dim": 20}``)
+and the tensors of its ``state_dict``. :func:`save_weights` and :func:`load_weights` do
+the same for the weights of any module, built-in or not, whose architecture the user
+builds in code.
+
+**The format.** A file is what ``torch.save`` writes for the dict
+
+.. code-block:: text
+
+    {"format": "torchvae", "format_version": 1, "torchvae_version": "0.1.0",
+     "config": "<JSON string, or None for a weights-only file>",
+     "state_dict": {name: tensor, ...}, "sha256": "<hex digest>"}
+
+and it is read with ``torch.load(..., weights_only=True)``, whose unpickler accepts
+tensors, strings, numbers, lists and dicts only, so a file from someone else cannot run
+code on load. That choice over a hand-made zip of ``config.json`` and raw tensors keeps
+one well-tested reader (``torch.load``: any dtype, ``map_location``, zip container)
+while the config stays plain JSON, readable without torch. The SHA-256 digest covers the
+config and every tensor's name, dtype, shape and bytes: the zip container alone does not
+notice a flipped bit inside a tensor. It detects corruption, not tampering (anyone can
+recompute it); safety against hostile files comes from the restricted unpickler.
+``format_version`` is 1; a reader refuses versions newer than its own.
+
+**Writes are atomic**: the file is written to a temporary file in the same folder,
+flushed to disk and renamed over ``path``, so a process killed mid-write leaves the
+previous file intact.
+
+**Which models.** :class:`~torchvae.VAE` made of :class:`~torchvae.Encoder`,
+:class:`~torchvae.Decoder`, :class:`~torchvae.ConvEncoder` and
+:class:`~torchvae.ConvDecoder`, with the default ``LeakyReLU(0.2)`` activation; other
+classes can be added with :func:`register_serializable`.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> from torchvae import VAE, Encoder, Decoder
+    >>> model = VAE(Encoder(784, 64, 8), Decoder(8, 64, 784)).eval()
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "vae.pt"
+    >>> save_model(model, path)
+    >>> loaded = load_model(path).eval()
+    >>> x = torch.rand(2, 784)
+    >>> torch.equal(model.reconstruct(x), loaded.reconstruct(x))
+    True
+    >>> model_config(model)["encoder"]
+    {'type': 'Encoder', 'input_dim': 784, 'hidden_dims': [64, 64], 'latent_dim': 8}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import torch
+from torch import Tensor, nn
+
+from ._io import atomic_write
+from .conditional import ConditionalVAE
+from .decoders import ConvDecoder, Decoder
+from .encoders import ConvEncoder, Encoder
+from .model import VAE
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SerializationError",
+    "load_model",
+    "load_weights",
+    "model_config",
+    "model_from_config",
+    "register_serializable",
+    "save_model",
+    "save_weights",
+]
+
+FORMAT = "torchvae"
+FORMAT_VERSION = 1
+"""The version of the file format this torchvae writes; it reads versions up to this."""
+
+M = TypeVar("M", bound=nn.Module)
+PathLike = str | os.PathLike[str]
+MapLocation = (
+    Callable[[Any, str], Any] | torch.device | str | dict[str, str] | None
+)  # torch.load's map_location
+Config = dict[str, Any]
+
+
+class SerializationError(ValueError):
+    """A model file cannot be read or does not fit: its message names the file and why."""
+
+
+@dataclass(frozen=True)
+class _Codec:
+    name: str
+    cls: type[nn.Module]
+    to_config: Callable[[Any], Config]
+    from_config: Callable[[Config], nn.Module]
+
+
+_BY_NAME: dict[str, _Codec] = {}
+_BY_TYPE: dict[type[nn.Module], _Codec] = {}
+
+
+def register_serializable(
+    cls: type[M],
+    to_config: Callable[[M], Config],
+    from_config: Callable[[Config], M],
+    name: str | None = None,
+) -> None:
+    """Let :func:`save_model` and :func:`load_model` handle modules of class ``cls``.
+
+    ``to_config(module)`` returns the keyword arguments that rebuild ``module``'s
+    architecture, as a dict of JSON values; a value may also be a submodule, which is
+    serialized recursively (as a dict with a ``"type"`` key). ``from_config(config)``
+    rebuilds the module from that dict, submodules already rebuilt. Only registered
+    ``from_config`` functions ever run on load: a file chooses which by name, never
+    supplies code. Exact classes only: a subclass of ``cls`` needs its own entry.
+
+    Args:
+        cls: the module class.
+        to_config: module -> config dict.
+        from_config: config dict -> new module (random weights; they are loaded after).
+        name: the name stored in files; default ``cls.__qualname__``.
+
+    Raises:
+        TypeError: ``cls`` is not an ``nn.Module`` subclass, or a function is not callable.
+        ValueError: ``name`` is already registered for a different class.
+
+    Example:
+        >>> class Scale(nn.Module):
+        ...     def __init__(self, n: int) -> None:
+        ...         super().__init__()
+        ...         self.n, self.w = n, nn.Parameter(torch.ones(n))
+        >>> register_serializable(Scale, lambda m: {"n": m.n}, lambda c: Scale(c["n"]))
+        >>> model_config(Scale(3))
+        {'type': 'Scale', 'n': 3}
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"cls must be a subclass of torch.nn.Module, got {cls!r}")
+    for arg, fn in (("to_config", to_config), ("from_config", from_config)):
+        if not callable(fn):
+            raise TypeError(f"{arg} must be callable, got {type(fn).__name__}")
+    name = cls.__qualname__ if name is None else name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    known = _BY_NAME.get(name)
+    if known is not None and known.cls is not cls:
+        raise ValueError(
+            f"name {name!r} is already registered for {known.cls.__module__}."
+            f"{known.cls.__qualname__}; pass another name"
+        )
+    old = _BY_TYPE.get(cls)
+    if old is not None:
+        del _BY_NAME[old.name]
+    codec = _Codec(name, cls, to_config, from_config)
+    _BY_NAME[name] = _BY_TYPE[cls] = codec
+
+
+def _not_serializable(module: nn.Module, where: str) -> TypeError:
+    builtins = ", ".join(sorted(_BY_NAME))
+    return TypeError(
+        f"{where} is a {type(module).__module__}.{type(module).__qualname__}, which "
+        f"save_model cannot rebuild from a config (it can: {builtins}). Save its weights "
+        f"instead with save_weights(model, path) (or torch.save(model.state_dict(), path)), "
+        f"rebuild the model in code and call load_weights(model, path); or teach save_model "
+        f"the class with register_serializable"
+    )
+
+
+def _to_config(module: nn.Module, where: str) -> Config:
+    codec = _BY_TYPE.get(type(module))
+    if codec is None:
+        raise _not_serializable(module, where)
+    config: Config = {"type": codec.name}
+    for key, value in codec.to_config(module).items():
+        config[key] = _to_config(value, f"{where}.{key}") if isinstance(value, nn.Module) else value
+    return config
+
+
+def model_config(model: nn.Module) -> Config:
+    """The JSON-ready config from which :func:`model_from_config` rebuilds ``model``.
+
+    Args:
+        model: a module of a registered class (see :func:`register_serializable`).
+
+    Returns:
+        A dict of JSON values with a ``"type"`` key, submodules nested the same way.
+
+    Raises:
+        TypeError: ``model`` or one of its parts is not of a registered class; the
+            message names the part and what to do instead.
+
+    Example:
+        >>> model_config(Decoder(8, [32], 784))
+        {'type': 'Decoder', 'latent_dim': 8, 'hidden_dims': [32], 'output_dim': 784}
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config = _to_config(model, "model")
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"the config of model is not plain JSON ({e}): {config!r}") from e
+    return config
+
+
+def _from_config(config: object, where: str) -> nn.Module:
+    if not isinstance(config, dict) or not isinstance(config.get("type"), str):
+        raise ValueError(f"{where} must be a dict with a str 'type' key, got {config!r}")
+    codec = _BY_NAME.get(config["type"])
+    if codec is None:
+        raise ValueError(
+            f"{where} has unknown type {config['type']!r}; known types: "
+            f"{', '.join(sorted(_BY_NAME))} (others need register_serializable)"
+        )
+    kwargs = {
+        key: _from_config(value, f"{where}.{key}")
+        if isinstance(value, dict) and "type" in value
+        else value
+        for key, value in config.items()
+        if key != "type"
+    }
+    try:
+        module = codec.from_config(kwargs)
+    except KeyError as e:
+        raise ValueError(f"{where} ({codec.name}) lacks the key {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where} ({codec.name}) is not a valid config: {e}") from e
+    if type(module) is not codec.cls:
+        raise TypeError(
+            f"from_config of {codec.name} returned a {type(module).__name__}, "
+            f"not a {codec.cls.__name__}"
+        )
+    return module
+
+
+def model_from_config(config: Mapping[str, Any]) -> nn.Module:
+    """Build a new model (random weights) from a config made by :func:`model_config`.
+
+    Args:
+        config: a dict with a ``"type"`` key naming a registered class.
+
+    Returns:
+        The module, in the default dtype on the CPU.
+
+    Raises:
+        ValueError: the config names an unknown type, lacks a key or holds a bad value.
+
+    Example:
+        >>> model_from_config({"type": "ConvEncoder", "latent_dim": 4,
+        ...                    "input_shape": [1, 8, 8], "channels": [2]}).latent_dim
+        4
+    """
+    return _from_config(dict(config), "config")
+
+
+def _describe(config: object) -> str:
+    if isinstance(config, dict) and isinstance(config.get("type"), str):
+        args = ", ".join(f"{k}={_describe(v)}" for k, v in config.items() if k != "type")
+        return f"{config['type']}({args})"
+    return json.dumps(config)
+
+
+def _structure(module: nn.Module) -> list[tuple[str, str]]:
+    return [
+        (name, f"{type(m).__name__}({m.extra_repr()})")
+        for name, m in module.named_modules()
+        if name  # the root's own repr spells out its children
+    ]
+
+
+def _check_rebuilds(model: nn.Module, config: Config) -> None:
+    """Raise unless ``config`` rebuilds ``model``'s exact layers and tensor shapes."""
+    # Built on the CPU: the meta device would avoid the allocation but its first use
+    # imports torch's reference kernels, which costs seconds.
+    rebuilt = _from_config(config, "config")
+    ours, theirs = _structure(model), _structure(rebuilt)
+    for (name, have), (name2, want) in zip(ours, theirs, strict=False):
+        if (name, have) != (name2, want):
+            activation = "LeakyReLU" in have + want
+            raise TypeError(
+                f"model.{name} is {have} but the architecture rebuilt from its config has "
+                f"model.{name2} = {want}; "
+                + (
+                    "a custom activation cannot be serialized (only the default LeakyReLU(0.2) can)"
+                    if activation
+                    else "layers changed after construction cannot be serialized"
+                )
+                + ". Save the weights with save_weights(model, path) and rebuild the model "
+                "in code, then load_weights(model, path)"
+            )
+    if len(ours) != len(theirs):
+        extra = ours[len(theirs) :] or theirs[len(ours) :]
+        raise TypeError(
+            f"model has {len(ours)} submodules but its config rebuilds {len(theirs)} "
+            f"(first difference: {extra[0][0]}); save the weights with save_weights instead"
+        )
+    problems = _compare_state(
+        {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()},
+        {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        ("rebuilt", "model"),
+    )
+    if problems:
+        raise TypeError(
+            f"model's tensors differ from those its config rebuilds ({problems}); "
+            f"save the weights with save_weights instead"
+        )
+
+
+def _list(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _compare_state(
+    want: Mapping[str, tuple[int, ...]],
+    got: Mapping[str, tuple[int, ...]],
+    labels: tuple[str, str] = ("model", "file"),
+) -> str:
+    """Describe missing, unexpected and shape-mismatched keys of ``got`` vs ``want``."""
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    shapes = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing from the {labels[1]}: {_list(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} not in the {labels[0]}: {_list(unexpected)}")
+    if shapes:
+        detail = [f"{k} {labels[0]} {want[k]} vs {labels[1]} {got[k]}" for k in shapes]
+        parts.append(f"{len(shapes)} with different shapes: {_list(detail)}")
+    return "; ".join(parts)
+
+
+def _checksum(config: str | None, state: Mapping[str, Tensor]) -> str:
+    digest = hashlib.sha256()
+    digest.update(b"" if config is None else config.encode())
+    for key in sorted(state):
+        tensor = state[key].detach()
+        digest.update(f"\0{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        flat = tensor.to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _check_path(path: object) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+def _write(path: PathLike, config: Config | None, state: Mapping[str, Tensor]) -> None:
+    import torchvae
+
+    text = None if config is None else json.dumps(config)
+    tensors = {k: v.detach() for k, v in state.items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "torchvae_version": torchvae.__version__,
+        "config": text,
+        "state_dict": tensors,
+        "sha256": _checksum(text, tensors),
+    }
+    with atomic_write(_check_path(path)) as f:
+        torch.save(payload, f)
+
+
+def save_model(model: nn.Module, path: PathLike) -> None:
+    """Write ``model``'s architecture and weights to ``path``, atomically.
+
+    Args:
+        model: a :class:`~torchvae.VAE` of built-in encoders and decoders (or of classes
+            added with :func:`register_serializable`), any dtype and device.
+        path: the file to write; its folder must exist. An existing file is replaced
+            only once the new one is complete.
+
+    Raises:
+        TypeError: ``path`` is not a path, or ``model`` cannot be rebuilt from a config
+            (a user-written module, a custom activation, layers replaced after
+            construction): the message names the part and suggests :func:`save_weights`.
+        OSError: ``path``'s folder is missing or unwritable, or the disk is full; the
+            previous file, if any, is left intact.
+    """
+    path = _check_path(path)
+    config = model_config(model)
+    _check_rebuilds(model, config)
+    _write(path, config, model.state_dict())
+
+
+def save_weights(model: nn.Module, path: PathLike) -> None:
+    """Write ``model``'s ``state_dict`` (no architecture) to ``path``, atomically.
+
+    For any module, built-in or not; read it back with :func:`load_weights` into a
+    model built in code. The file has the same safe format as :func:`save_model`'s.
+
+    Args:
+        model: any ``nn.Module``.
+        path: the file to write; its folder must exist.
+
+    Raises:
+        TypeError: ``model`` is not a module or ``path`` not a path.
+        OSError: ``path``'s folder is missing or unwritable, or the disk is full; the
+            previous file, if any, is left intact.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _write(_check_path(path), None, model.state_dict())
+
+
+@dataclass(frozen=True)
+class _Contents:
+    config: Config | None
+    state: dict[str, Tensor]
+
+
+def _unpickling_problem(path: Path, error: Exception) -> SerializationError:
+    detail = re.findall(r"(?:Trying to load|Unsupported)[^\n]*", str(error))
+    reason = detail[0].strip() if detail else str(error).splitlines()[0]
+    if "GLOBAL" in reason:
+        return SerializationError(
+            f"refusing to load {path}: it holds pickled Python objects other than tensors "
+            f"and plain data ({reason}), and unpickling them could run arbitrary code. "
+            f"Files written by torchvae never hold such objects, so this one was written "
+            f"by other code or altered"
+        )
+    return SerializationError(
+        f"cannot load {path}: it is corrupted or not a torchvae file (the safe unpickler "
+        f"stopped at: {reason})"
+    )
+
+
+def _torch_load(path: Path, map_location: MapLocation) -> object:
+    if not path.exists():
+        raise FileNotFoundError(f"no such model file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a model file")
+    try:
+        with warnings.catch_warnings():
+            # Raised for hostile or foreign pickles, which are refused just below anyway.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _unpickling_problem(path, e) from e
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except RuntimeError as e:
+        message = str(e)
+        if "deserialize object on" in message:
+            raise SerializationError(
+                f"cannot load {path} onto its saved device ({message.splitlines()[0]}); "
+                f"pass map_location, e.g. map_location='cpu'"
+            ) from e
+        kind = "truncated or corrupted" + (
+            "" if zipfile.is_zipfile(path) else ", or not a model file"
+        )
+        first = message.splitlines()[0].split(". ")[0]
+        raise SerializationError(f"cannot load {path}: it is {kind} ({first})") from e
+    except Exception as e:  # the reader fails on damaged bytes in many ways (EOF, KeyError, ...)
+        raise SerializationError(
+            f"cannot load {path}: it is truncated or corrupted ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def _read(path: Path, map_location: MapLocation, allow_bare: bool) -> _Contents:
+    obj = _torch_load(path, map_location)
+    if allow_bare and _is_state_dict(obj) and obj:
+        assert isinstance(obj, dict)
+        return _Contents(None, obj)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        what = (
+            "a bare state dict (as from torch.save(model.state_dict(), path)), with no "
+            "architecture: build the model in code and call load_weights(model, path)"
+            if _is_state_dict(obj)
+            else f"a {type(obj).__name__} without format {FORMAT!r}"
+        )
+        raise SerializationError(f"{path} is not a torchvae model file: it holds {what}")
+    version = obj.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SerializationError(f"{path} is corrupted: format_version is {version!r}")
+    if version > FORMAT_VERSION:
+        import torchvae
+
+        raise SerializationError(
+            f"{path} has format version {version}, written by a newer torchvae "
+            f"({obj.get('torchvae_version', 'unknown version')}); this torchvae "
+            f"({torchvae.__version__}) reads versions up to {FORMAT_VERSION}: upgrade torchvae"
+        )
+    text, state, stored = obj.get("config"), obj.get("state_dict"), obj.get("sha256")
+    if not (text is None or isinstance(text, str)) or not _is_state_dict(state):
+        raise SerializationError(f"{path} is corrupted: its config or state_dict is malformed")
+    assert isinstance(state, dict)
+    on_meta = any(t.is_meta for t in state.values())
+    if not on_meta and stored != _checksum(text, state):
+        raise SerializationError(
+            f"{path} is corrupted: its content does not match the SHA-256 checksum stored "
+            f"when it was written"
+        )
+    config = None
+    if text is not None:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SerializationError(f"{path} is corrupted: its config is not JSON ({e})") from e
+    return _Contents(config, state)
+
+
+@overload
+def load_model(path: PathLike, map_location: MapLocation = None) -> nn.Module: ...
+
+
+@overload
+def load_model(
+    path: PathLike, map_location: MapLocation = None, *, expected_type: type[M]
+) -> M: ...
+
+
+def load_model(
+    path: PathLike,
+    map_location: MapLocation = None,
+    *,
+    expected_type: type[nn.Module] | None = None,
+) -> nn.Module:
+    """Rebuild a model written by :func:`save_model`; no code from the file runs.
+
+    Args:
+        path: the file.
+        map_location: as for ``torch.load``: ``None`` keeps each tensor's saved device
+            (e.g. ``"cuda:0"``); ``"cpu"`` or a ``torch.device`` moves them all there.
+        expected_type: if given, the model must be of exactly this class (or a subclass).
+
+    Returns:
+        The model, each parameter with the dtype it was saved with, in training mode
+        (call ``.eval()`` for inference).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        SerializationError: the file is truncated or corrupted, is not a torchvae model
+            file, holds pickled objects that could run code, has a newer format
+            version, cannot go to its saved device, or holds a model that is not an
+            ``expected_type``; the message names the file and the problem.
+        TypeError: ``path`` is not a path.
+    """
+    path = _check_path(path)
+    contents = _read(path, map_location, allow_bare=False)
+    if contents.config is None:
+        raise SerializationError(
+            f"{path} holds weights only (written by save_weights), no architecture: build "
+            f"the model in code and call load_weights(model, path)"
+        )
+    try:
+        model = _from_config(contents.config, "config")
+    except (TypeError, ValueError) as e:
+        raise SerializationError(f"{path} holds a config that cannot be built: {e}") from e
+    if expected_type is not None and not isinstance(model, expected_type):
+        raise SerializationError(
+            f"{path} holds a {type(model).__name__}, not a {expected_type.__name__}: "
+            f"load it with load_model(path) or {type(model).__name__}.load(path)"
+        )
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = _compare_state(want, {k: tuple(v.shape) for k, v in contents.state.items()})
+    if problems:
+        raise SerializationError(
+            f"{path} is inconsistent: its tensors do not fit the architecture in its own "
+            f"config, {_describe(contents.config)} ({problems})"
+        )
+    model.load_state_dict(contents.state, assign=True)
+    return model
+
+
+def load_weights(model: M, path: PathLike, strict: bool = True) -> M:
+    """Load the weights in ``path`` into ``model``, naming every key that does not fit.
+
+    Reads files from :func:`save_model` and :func:`save_weights`, and bare state dicts
+    saved with ``torch.save(model.state_dict(), path)``, all with the safe unpickler.
+    The tensors are copied into ``model``'s parameters, which keep their dtype and device.
+
+    Args:
+        model: the module to fill, built in code.
+        path: the file.
+        strict: if ``True``, every key of ``model`` must be in the file and every key of
+            the file in ``model``; if ``False``, keys on one side only are skipped. Shapes
+            must always match.
+
+    Returns:
+        ``model``, for chaining.
+
+    Raises:
+        SerializationError: the file's keys or shapes do not fit ``model`` (the message
+            lists the missing, unexpected and mismatched keys and, where known, both
+            architectures), or the file cannot be read (see :func:`load_model`).
+        FileNotFoundError: ``path`` does not exist.
+        TypeError: ``model`` is not a module or ``path`` not a path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "enc.pt"
+        >>> save_weights(Encoder(784, 32, 4), path)
+        >>> load_weights(Encoder(784, 32, 8), path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        torchvae.serialization.SerializationError: ... 4 with different shapes: ...
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    path = _check_path(path)
+    contents = _read(path, "cpu", allow_bare=True)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in contents.state.items()}
+    if not strict:
+        got = {k: s for k, s in got.items() if k in want}
+        want = {k: s for k, s in want.items() if k in got}
+    problems = _compare_state(want, got)
+    if problems:
+        ours = ""
+        if contents.config is not None:
+            with contextlib.suppress(TypeError):
+                ours = f"; the file holds {_describe(contents.config)}, the model is " + (
+                    _describe(model_config(model))
+                )
+        raise SerializationError(f"{path} does not fit the model: {problems}{ours}")
+    state = {k: v for k, v in contents.state.items() if k in want}
+    model.load_state_dict(state, strict=strict)
+    return model
+
+
+def _encoder_config(m: Encoder) -> Config:
+    return {
+        "input_dim": m.input_dim,
+        "hidden_dims": list(m.hidden_dims),
+        "latent_dim": m.latent_dim,
+    }
+
+
+def _decoder_config(m: Decoder) -> Config:
+    return {
+        "latent_dim": m.latent_dim,
+        "hidden_dims": list(m.hidden_dims),
+        "output_dim": m.output_dim,
+    }
+
+
+def _conv_encoder_config(m: ConvEncoder) -> Config:
+    return {
+        "latent_dim": m.latent_dim,
+        "input_shape": list(m.input_shape),
+        "channels": list(m.channels),
+    }
+
+
+def _conv_decoder_config(m: ConvDecoder) -> Config:
+    return {
+        "latent_dim": m.latent_dim,
+        "output_shape": list(m.output_shape),
+        "channels": list(m.channels),
+    }
+
+
+register_serializable(
+    Encoder,
+    _encoder_config,
+    lambda c: Encoder(c["input_dim"], c["hidden_dims"], c["latent_dim"]),
+)
+register_serializable(
+    Decoder,
+    _decoder_config,
+    lambda c: Decoder(c["latent_dim"], c["hidden_dims"], c["output_dim"]),
+)
+register_serializable(
+    ConvEncoder,
+    _conv_encoder_config,
+    lambda c: ConvEncoder(c["latent_dim"], c["input_shape"], c["channels"]),
+)
+register_serializable(
+    ConvDecoder,
+    _conv_decoder_config,
+    lambda c: ConvDecoder(c["latent_dim"], c["output_shape"], c["channels"]),
+)
+register_serializable(
+    VAE,
+    lambda m: {"encoder": m.encoder, "decoder": m.decoder},
+    lambda c: VAE(c["encoder"], c["decoder"]),
+)
+register_serializable(
+    ConditionalVAE,
+    lambda m: {
+        "encoder": m.encoder,
+        "decoder": m.decoder,
+        "num_classes": m.num_classes,
+        "embedding": m.embedding_kind,
+        "embedding_dim": m.embedding_dim,
+    },
+    lambda c: ConditionalVAE(
+        c["encoder"], c["decoder"], c["num_classes"], c["embedding"], c["embedding_dim"]
+    ),
+)
