@@ -282,7 +282,13 @@ def test_tensorboard_event_files_hold_scalars_images_histograms(tmp_path: Path) 
     assert (recon.height, recon.width) == (2 * (4 + 2) + 2, 6 * (4 + 2) + 2)
     assert recon.encoded_image_string.startswith(b"\x89PNG")
     histograms = {v.tag for v in values if v.WhichOneof("value") == "histo"}
-    assert histograms == {"latent/posterior_mean", "latent/posterior_log_var"}
+    assert histograms == {
+        "latent/posterior_mean",
+        "latent/posterior_log_var",
+        "latent/kl_per_dim",
+    }
+    for name in ("kl", "active_units", "mutual_information", "collapsed_fraction"):
+        assert len(scalars[f"latent/{name}"]) == 2, name
     texts = [v for v in values if v.tag.startswith("hparams")]
     assert texts and b"synthetic" in b"".join(v.tensor.SerializeToString() for v in texts)
     assert logger.writer is None  # closed at the end
@@ -293,3 +299,25 @@ def test_samples_come_from_a_fixed_z(tmp_path: Path) -> None:
     for logger in loggers:
         Trainer(make_model(), callbacks=[logger], device="cpu").fit(make_data())
     assert loggers[0]._z is not None and torch.equal(loggers[0]._z, loggers[1]._z)
+
+
+def test_tensorboard_logs_conditional_samples_and_warns_on_collapse(tmp_path: Path) -> None:
+    from torchvae.conditional import ConditionalVAE
+    from torchvae.diagnostics import PosteriorCollapseWarning
+
+    model = ConditionalVAE.mlp(input_dim=16, hidden_dim=8, latent_dim=2, num_classes=3)
+    x, y = make_data(48), torch.arange(48) % 3
+    logger = TensorBoardLogger(tmp_path / "tb", n_images=6, diagnostics=40)
+    trainer = Trainer(model, callbacks=[logger], device="cpu", seed=0, batch_size=16)
+    with torch.no_grad():  # an encoder that ignores x: every latent dimension collapses
+        for layer in (model.encoder.mean, model.encoder.log_var):
+            layer.weight.zero_()
+            layer.bias.zero_()
+            layer.weight.requires_grad_(False)
+            layer.bias.requires_grad_(False)
+    with pytest.warns(PosteriorCollapseWarning):
+        trainer.fit(torch.utils.data.TensorDataset(x, y), epochs=1)
+    values = [v for e in read_events(tmp_path / "tb") for v in e.summary.value]
+    assert Counter(v.tag for v in values if v.WhichOneof("value") == "image")["samples"] == 1
+    active = [v.simple_value for v in values if v.tag == "latent/active_units"]
+    assert active == [0.0]

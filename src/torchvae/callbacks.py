@@ -28,6 +28,7 @@ from torch import Tensor
 from ._io import check_writable
 from ._validation import check_positive_int
 from .checkpoint import save_checkpoint
+from .diagnostics import latent_report, warn_if_collapsed
 from .schedules import Schedule
 
 if TYPE_CHECKING:
@@ -363,14 +364,21 @@ class TensorBoardLogger(Callback):
     epoch metric under ``epoch/``; the image ``reconstructions`` (a fixed batch of inputs,
     each row of inputs followed by a row of their reconstructions from the posterior mean);
     ``samples`` decoded from a fixed :math:`z` drawn once with ``seed``; histograms of the
-    posterior means and log-variances of that batch. The hyper-parameters go to a text
-    entry at the start and to ``add_hparams`` with the final metrics at the end.
+    posterior means and log-variances of that batch; latent diagnostics (see
+    :func:`~torchvae.latent_report`) under ``latent/``: KL, active units, mutual information,
+    marginal KL, the fraction of collapsed dimensions, and a histogram of the KL per
+    dimension, computed on the validation data (or, without it, on the first training
+    examples), with a :class:`~torchvae.PosteriorCollapseWarning` when most dimensions
+    collapse. The hyper-parameters go to a text entry at the start and to ``add_hparams``
+    with the final metrics at the end.
 
     Args:
         log_dir: the run's directory (created, checked writable when fit starts).
         n_images: how many inputs and samples to show.
-        seed: seed of the fixed :math:`z`.
+        seed: seed of the fixed :math:`z` and of the diagnostics' sampling.
         hparams: extra hyper-parameters to record (batch size, data set, ...).
+        diagnostics: how many examples the latent diagnostics use each epoch; 0 turns
+            them off.
     """
 
     def __init__(
@@ -379,15 +387,21 @@ class TensorBoardLogger(Callback):
         n_images: int = 16,
         seed: int = 0,
         hparams: Mapping[str, Any] | None = None,
+        diagnostics: int = 1000,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.n_images = check_positive_int(n_images, "n_images")
         self.seed = seed
         self.hparams = dict(hparams or {})
+        if isinstance(diagnostics, bool) or not isinstance(diagnostics, int) or diagnostics < 0:
+            raise ValueError(f"diagnostics must be an int >= 0, got {diagnostics!r}")
+        self.diagnostics = diagnostics
         self.writer: Any = None
         self._x: Tensor | None = None
         self._y: Tensor | None = None
         self._z: Tensor | None = None
+        self._seen: list[tuple[Tensor, Tensor | None]] = []
+        self._n_seen = 0
 
     def _hparams(self, trainer: Trainer) -> dict[str, Any]:
         group = trainer.optimizer.param_groups[0]
@@ -429,6 +443,11 @@ class TensorBoardLogger(Callback):
         if self._x is None:
             self._x = output.x[: self.n_images].detach().clone()
             self._y = None if output.y is None else output.y[: self.n_images].clone()
+        if self._n_seen < self.diagnostics and trainer.val is None:
+            take = self.diagnostics - self._n_seen
+            y = None if output.y is None else output.y[:take].clone()
+            self._seen.append((output.x[:take].detach().clone(), y))
+            self._n_seen += min(take, output.x.shape[0])
         step = trainer.global_step - 1
         if step % trainer.log_every_n_steps:
             return
@@ -473,8 +492,13 @@ class TensorBoardLogger(Callback):
                 ]
                 grid = image_grid(torch.cat(rows).clamp(0, 1).cpu(), n_cols)
                 self.writer.add_image("reconstructions", grid, step)
-            if self._z is not None and decode is not None and not trainer._conditional:
-                samples = _as_images(self._mean(trainer, decode(self._z)))
+            if self._z is not None and decode is not None:
+                if trainer._conditional:
+                    labels = torch.arange(self._z.shape[0], device=self._z.device)
+                    logits = decode(self._z, labels % int(getattr(model, "num_classes", 1)))
+                else:
+                    logits = decode(self._z)
+                samples = _as_images(self._mean(trainer, logits))
                 if samples is not None:
                     self.writer.add_image("samples", image_grid(samples.cpu()), step)
         finally:
@@ -487,7 +511,28 @@ class TensorBoardLogger(Callback):
             self.writer.add_scalar(f"epoch/{name}", value, trainer.epoch)
         if self._x is not None:
             self._log_images(trainer, trainer.epoch)
+        if self.diagnostics:
+            self._log_diagnostics(trainer, trainer.epoch)
         self.writer.flush()
+
+    def _log_diagnostics(self, trainer: Trainer, step: int) -> None:
+        data: Any = trainer.val
+        if data is None:
+            if self._n_seen < 2:
+                return
+            xs, ys = zip(*self._seen, strict=True)
+            x = torch.cat(xs)
+            data = [x] if ys[0] is None else [(x, torch.cat([y for y in ys if y is not None]))]
+        report = latent_report(
+            trainer.model,
+            data,
+            max_examples=self.diagnostics,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        for name, value in report.scalars().items():
+            self.writer.add_scalar(f"latent/{name}", value, step)
+        self.writer.add_histogram("latent/kl_per_dim", report.kl_per_dim.float().cpu(), step)
+        warn_if_collapsed(report)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.writer is None:
