@@ -13,23 +13,38 @@ Determinism: with ``seed=``, a run is reproducible; validation and the callbacks
 work never perturb the training random stream, and a checkpoint holds the random states
 of the end of the epoch's training, so that ``k`` epochs plus a resume for ``N - k`` give
 the same weights, bit for bit on CPU, as ``N`` epochs in one go.
+
+Several processes (``torchrun``): see :class:`Trainer`, "Distributed training".
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from ._distributed import (
+    ModelAndLoss,
+    all_gather,
+    all_reduce_sums,
+    init_process_group,
+    rank_device,
+    shard_loader,
+    wants_ddp,
+)
 from ._validation import check_positive_int
 from .callbacks import HOOKS, Callback, ModelCheckpoint
 from .checkpoint import find_last_checkpoint, get_rng_state, load_checkpoint, set_rng_state
@@ -38,6 +53,7 @@ from .losses import ELBOLoss, LossOutput
 __all__ = ["NonFiniteLossError", "StepOutput", "Trainer"]
 
 Precision = Literal["32", "bf16", "16-mixed"]
+Strategy = Literal["auto", "ddp", "none"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,23 +80,59 @@ class StepOutput(NamedTuple):
 
 
 class _TensorBatches:
-    """Mini-batches of in-memory tensors by indexing (no per-example Python work)."""
+    """Mini-batches of in-memory tensors by indexing (no per-example Python work).
 
-    def __init__(self, tensors: Sequence[Tensor], batch_size: int, shuffle: bool) -> None:
+    With ``world_size > 1`` this rank gets every ``world_size``-th example of the epoch's
+    order; for training (``pad=True``) the order is wrapped around so that every rank has
+    the same number of batches, and the shuffle comes from ``seed + epoch`` alone (the
+    ranks' global generators differ), as with ``DistributedSampler``.
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[Tensor],
+        batch_size: int,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        pad: bool = True,
+    ) -> None:
         if len({t.shape[0] for t in tensors}) != 1:
             raise ValueError(
                 f"tensors must have the same length, got {[t.shape[0] for t in tensors]}"
             )
         self.tensors, self.batch_size, self.shuffle = tuple(tensors), batch_size, shuffle
+        self.rank, self.world_size, self.seed, self.pad = rank, world_size, seed, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _num_samples(self) -> int:
+        n = self.tensors[0].shape[0]
+        if self.world_size == 1:
+            return n
+        if self.pad:
+            return math.ceil(n / self.world_size)
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
-        return math.ceil(self.tensors[0].shape[0] / self.batch_size)
+        return math.ceil(self._num_samples() / self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor | tuple[Tensor, ...]]:
-        n = self.tensors[0].shape[0]
-        # drawn from the global CPU generator, whose state checkpoints save and restore
-        order = torch.randperm(n).to(self.tensors[0].device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        n, device = self.tensors[0].shape[0], self.tensors[0].device
+        order: Tensor | None
+        if self.world_size == 1:
+            # drawn from the global CPU generator, whose state checkpoints save and restore
+            order = torch.randperm(n).to(device) if self.shuffle else None
+        else:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+            total = self._num_samples() * self.world_size if self.pad else n
+            order = order.repeat(math.ceil(total / n))[:total]
+            order = order[self.rank : total : self.world_size].to(device)
+        for start in range(0, self._num_samples(), self.batch_size):
             if order is None:
                 parts = [t[start : start + self.batch_size] for t in self.tensors]
             else:
@@ -96,6 +148,19 @@ def _auto_device(device: str | torch.device) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+
+
+def _finite(params: list[Tensor]) -> bool:
+    return bool(torch.isfinite(nn.utils.get_total_norm(params, norm_type=math.inf)))
 
 
 def _overrides(callback: object, hook: str) -> bool:
@@ -129,9 +194,60 @@ class Trainer:
         compile: run the forward pass and the loss through :func:`torch.compile`.
         nan_policy: on a NaN/inf loss or gradient norm, ``"raise"`` a
             :class:`NonFiniteLossError` or ``"skip"`` the step (counted in
-            ``skipped_steps``).
+            ``skipped_steps``). NaN/inf *weights* stop the run under either policy
+            (no later step could succeed); they are checked at the end of every epoch,
+            before any checkpoint, so a NaN never reaches a checkpoint file.
         batch_size: batch size for data given as tensors or datasets (not for loaders).
         log_every_n_steps: how often callbacks log per-step metrics.
+        strategy: ``"auto"``: distributed data parallel when a process group is
+            initialized or the launcher set ``WORLD_SIZE > 1`` (``torchrun``), else one
+            process; ``"ddp"``: require it (also for a single process under torchrun);
+            ``"none"``: never (each process trains alone).
+
+    Distributed training:
+        Launch the same script once per GPU (or several times on CPU) with ``torchrun``;
+        the trainer then initializes the process group from the launcher's environment
+        (``nccl`` on CUDA, with ``device="auto"`` picking ``cuda:LOCAL_RANK``; ``gloo`` on
+        CPU) unless the script already did, and wraps the model and the loss in
+        :class:`~torch.nn.parallel.DistributedDataParallel`, which averages gradients
+        across processes. One machine, two processes::
+
+            torchrun --standalone --nproc_per_node=2 train.py
+
+        Several machines: run on each node, with the same rendezvous endpoint (a host and
+        a free port reachable from every node) and ``--node_rank`` not needed with the
+        ``c10d`` backend::
+
+            torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d \
+                --rdzv-endpoint=$MASTER_ADDR:29500 --rdzv-id=my-run train.py
+
+        (``MASTER_ADDR`` is the address of one of the nodes; with the static launcher
+        ``--nnodes=2 --node_rank=R --master_addr=$MASTER_ADDR --master_port=29500``
+        works too.) What the trainer does under DDP:
+
+        - Data: a Tensor, ``TensorDataset`` or ``Dataset`` is split between the ranks by
+          the trainer; a ``DataLoader`` is rebuilt with a
+          :class:`~torch.utils.data.DistributedSampler` (unless it has one); a
+          :class:`~torchvae.data.TensorLoader` gets ``rank`` and ``world_size`` set.
+          Training data is padded by wrapping around so every rank runs the same number
+          of steps, and shuffled from ``seed + epoch`` (``seed=None`` counts as 0), with
+          ``set_epoch`` called each epoch. Any other iterable is used as given: it must
+          already hold this rank's share, with the same number of batches on every rank.
+        - Batch size is per process: the effective batch is ``batch_size * world_size``.
+        - Metrics: the epoch's loss, reconstruction and KL are summed over ranks (sums of
+          ``value * batch size`` and of batch sizes, one all-reduce per epoch), so every
+          rank reports the mean over all examples seen; :meth:`evaluate` does the same.
+        - Files: callbacks write only on rank 0 (``is_global_zero``); the ranks wait for
+          each other (a barrier) at the end of every epoch, so none runs ahead of a
+          checkpoint. Use a checkpoint directory that every node sees (a shared file
+          system) to resume across nodes.
+        - Randomness: with ``seed=s`` rank ``r`` seeds its generators with ``s + r`` (so
+          the ranks draw different noise; without ``seed``, rank 0 draws a seed for all).
+          A checkpoint holds every rank's random states, so a resume with the same number
+          of processes continues bit for bit; with another number, each rank reseeds
+          from rank 0's saved state plus its rank (correct, but not the same stream).
+        - Every parameter of the model and loss must get a gradient in every step
+          (``find_unused_parameters=False``, the fast setting).
 
     Example:
         >>> from torchvae import VAE, Encoder, Decoder
@@ -159,10 +275,16 @@ class Trainer:
         nan_policy: Literal["raise", "skip"] = "raise",
         batch_size: int = 128,
         log_every_n_steps: int = 50,
+        strategy: Strategy = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if strategy not in ("auto", "ddp", "none"):
+            raise ValueError(f"strategy must be one of ('auto', 'ddp', 'none'), got {strategy!r}")
+        distributed = wants_ddp(strategy)
         self.device = _auto_device(device)
+        if distributed:
+            self.device = rank_device(self.device)
         self.model = model.to(self.device)
         self.loss = (ELBOLoss() if loss is None else loss).to(self.device)
         params = [*self.model.parameters(), *self.loss.parameters()]
@@ -179,6 +301,11 @@ class Trainer:
             raise ValueError(f"precision='16-mixed' needs a CUDA device, got {self.device}")
         if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
             raise ValueError(f"grad_clip must be a positive finite float or None, got {grad_clip}")
+        if distributed:
+            init_process_group(self.device)
+        self.rank = dist.get_rank() if distributed else 0
+        self.world_size = dist.get_world_size() if distributed else 1
+        self.distributed = distributed
         self.scheduler_interval, self.precision, self.nan_policy = (
             scheduler_interval,
             precision,
@@ -194,9 +321,19 @@ class Trainer:
         }
         self._n_samples = getattr(self.loss, "n_samples", None)
         self._conditional = bool(getattr(self.model, "is_conditional", False))
-        self._compute: Callable[[Tensor, Tensor | None], tuple[Any, LossOutput]] = (
+        self._evaluate_fn: Callable[[Tensor, Tensor | None], tuple[Any, LossOutput]] = (
             torch.compile(self._forward_loss) if compile else self._forward_loss
         )
+        self._compute = self._evaluate_fn
+        if distributed:
+            joint = ModelAndLoss(self.model, self.loss, self._forward_loss)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp: DistributedDataParallel | None = DistributedDataParallel(
+                joint, device_ids=ids
+            )
+            self._compute = torch.compile(self.ddp) if compile else self.ddp
+        else:
+            self.ddp = None
         self.epoch = 0
         self.global_step = 0
         self.skipped_steps = 0
@@ -207,12 +344,12 @@ class Trainer:
         self.num_batches: int | None = None
         self.val: Any = None
         self._rng_snapshot: dict[str, Any] | None = None
+        self._rng_ranks: list[dict[str, Any]] | None = None
 
     @property
     def is_global_zero(self) -> bool:
         """Whether this process writes files (rank 0, or not distributed)."""
-        dist = torch.distributed
-        return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        return self.rank == 0
 
     def _call(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:
@@ -238,7 +375,9 @@ class Trainer:
             out = self.forward(x, y)
             return out, self.loss(out, x)
 
-    def _batches(self, data: Any, train: bool) -> Iterable[Any]:
+    def _batches(self, data: Any, train: bool, shard: bool = True) -> Iterable[Any]:
+        if shard and self.distributed:
+            return self._shard(data, train)
         if isinstance(data, Tensor):
             return _TensorBatches([data], self.batch_size, shuffle=train)
         if isinstance(data, TensorDataset):
@@ -251,6 +390,14 @@ class Trainer:
             f"data must be a Tensor, a Dataset, a DataLoader or an iterable of batches, "
             f"got {type(data).__name__}"
         )
+
+    def _shard(self, data: Any, train: bool) -> Iterable[Any]:
+        """This rank's share of ``data`` (see the class notes on distributed training)."""
+        rank, world, seed = self.rank, self.world_size, 0 if self.seed is None else self.seed
+        if isinstance(data, (Tensor, TensorDataset)):
+            tensors = (data,) if isinstance(data, Tensor) else data.tensors
+            return _TensorBatches(tensors, self.batch_size, train, rank, world, seed, pad=train)
+        return shard_loader(data, self.batch_size, train, rank, world, seed)
 
     def _unpack(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, Tensor):
@@ -290,28 +437,114 @@ class Trainer:
                 the message names the epoch and step and the last checkpoint written.
             ValueError: an epoch without batches (e.g. ``train`` is an exhausted generator).
             CheckpointError: ``resume`` names a truncated or corrupted file.
+            OSError: an output directory is not writable, or a checkpoint cannot hold the
+                weights on the free disk space (before training); a file could not be
+                written during training (e.g. the disk is full): the message names the
+                file and the last good checkpoint, and the trainer's state in memory is
+                intact, so ``save_checkpoint(trainer.state_dict(), path)`` can keep it
+                elsewhere.
         """
         epochs = check_positive_int(epochs, "epochs")
         if resume is not None:
-            self.load_state_dict(load_checkpoint(self._resolve(resume)))
-        elif self.seed is not None:
-            torch.manual_seed(self.seed)
-            random.seed(self.seed)
-            with contextlib.suppress(ImportError):
-                import numpy as np
-
-                np.random.seed(self.seed % 2**32)
+            path = self._resolve_on_rank_zero(resume)
+            self.load_state_dict(load_checkpoint(path))
+            self.last_checkpoint = path
+        else:
+            self._seed_ranks()
         train_batches, self.val = self._batches(train, train=True), val
         self.num_batches = len(train_batches) if isinstance(train_batches, Sized) else None
         self.should_stop = False
+        steps0 = self.global_step
         try:
             self._call("on_fit_start")
+            if self.is_global_zero:
+                self._check_disk_space()
+            if self.distributed:
+                dist.barrier()
             while self.epoch < epochs and not self.should_stop:
                 self._run_epoch(train_batches, epochs)
             self._call("on_fit_end")
+        except OSError as e:
+            # After steps were taken, say what is safe where (before, the error says enough).
+            error = e if self.global_step == steps0 else self._write_failed(e)
+            self._call("on_exception", error)
+            if error is e:
+                raise
+            raise error from e
         except BaseException as e:
             self._call("on_exception", e)
             raise
+
+    def _seed_ranks(self) -> None:
+        if not self.distributed:
+            if self.seed is not None:
+                _seed_everything(self.seed)
+            return
+        seed = [self.seed if self.seed is not None else int(torch.randint(2**31, ()))]
+        if self.seed is None:
+            dist.broadcast_object_list(seed, src=0)
+        _seed_everything(seed[0] + self.rank)
+
+    def _resolve_on_rank_zero(self, resume: str | os.PathLike[str]) -> Path:
+        if not self.distributed:
+            return self._resolve(resume)
+        found: list[Any] = [None]
+        if self.is_global_zero:
+            try:
+                found[0] = str(self._resolve(resume))
+            except (OSError, ValueError) as e:
+                found[0] = e
+        dist.broadcast_object_list(found, src=0)  # every rank loads the same file
+        if isinstance(found[0], BaseException):
+            raise found[0]
+        return Path(found[0])
+
+    def _where(self, batch_idx: int, epochs: int) -> str:
+        return (
+            f"epoch {self.epoch + 1} of {epochs}, batch {batch_idx + 1} "
+            f"(step {self.global_step + 1} overall)"
+        )
+
+    def _last_good(self) -> str:
+        if self.last_checkpoint is not None:
+            return f"the last good checkpoint is {str(self.last_checkpoint)!r}"
+        return "no checkpoint was written (add a ModelCheckpoint callback to keep one)"
+
+    def _write_failed(self, e: OSError) -> OSError:
+        return OSError(
+            e.errno,
+            f"{e.strerror or e} (after step {self.global_step}, {self.epoch} epochs done). "
+            f"Training stopped; the model, optimizer and all other state in memory are "
+            f"intact: keep them with torchvae.checkpoint.save_checkpoint(trainer.state_dict(), "
+            f"path) on another disk, or free space and resume; {self._last_good()}",
+            e.filename,
+        )
+
+    def _check_disk_space(self) -> None:
+        tensors = [
+            t
+            for state in (self.model.state_dict(), self.loss.state_dict())
+            for t in state.values()
+            if isinstance(t, Tensor)
+        ]
+        weights = sum(t.numel() * t.element_size() for t in tensors)
+        moments = sum(
+            t.numel() * t.element_size()
+            for state in self.optimizer.state.values()
+            for t in state.values()
+            if isinstance(t, Tensor)
+        )
+        need = weights + (moments or 2 * weights)  # before the first step: Adam's two moments
+        for c in self.callbacks:
+            if isinstance(c, ModelCheckpoint) and c.dirpath.is_dir():
+                free = shutil.disk_usage(c.dirpath).free
+                if free < need:
+                    raise OSError(
+                        errno.ENOSPC,
+                        f"checkpoint directory {str(c.dirpath)!r} has {free / 2**20:.1f} MiB "
+                        f"free, but one checkpoint needs about {need / 2**20:.1f} MiB (weights "
+                        f"and optimizer state); free space or choose another directory",
+                    )
 
     def _run_epoch(self, batches: Iterable[Any], epochs: int) -> None:
         for owner in (batches, getattr(batches, "sampler", None)):
@@ -327,7 +560,15 @@ class Trainer:
         for batch_idx, batch in enumerate(batches):
             x, y = self._unpack(batch)
             self._call("on_train_batch_start", x)
-            _, losses = self._compute(x, y)
+            try:
+                _, losses = self._compute(x, y)
+            except ValueError as e:  # the model's own checks; NaN weights are ours to name
+                if _finite(params):
+                    raise
+                raise NonFiniteLossError(
+                    f"the weights hold NaN or inf at {self._where(batch_idx, epochs)} (the "
+                    f"model said: {e}); {self._last_good()}"
+                ) from e
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(losses.total).backward()  # type: ignore[no-untyped-call]
             self.scaler.unscale_(self.optimizer)
@@ -357,8 +598,16 @@ class Trainer:
                 f"train yielded no batches in epoch {self.epoch + 1}; pass data that can be "
                 f"iterated again each epoch (Tensor, Dataset, DataLoader, list), not a generator"
             )
+        if not _finite(params):
+            raise NonFiniteLossError(
+                f"the weights hold NaN or inf at the end of epoch {self.epoch + 1} of {epochs} "
+                f"(step {self.global_step}); they were not checkpointed; {self._last_good()}"
+            )
         self._rng_snapshot = rng = get_rng_state()
-        loss, reconstruction, kl = (sums / max(n_seen, 1)).tolist()
+        if self.distributed:
+            sums, n_seen = all_reduce_sums(sums, n_seen)
+            self._rng_ranks = all_gather(rng)
+        loss, reconstruction, kl = (sums / n_seen).tolist() if n_seen else [math.nan] * 3
         self.epoch += 1
         self.metrics = {
             "epoch": self.epoch,
@@ -382,34 +631,34 @@ class Trainer:
                 self.scheduler.step()
         self.history.append(dict(self.metrics))
         self._call("on_train_epoch_end")
+        if self.distributed:
+            dist.barrier()  # no rank starts the next epoch before rank 0's files are written
         set_rng_state(rng)
 
     def _non_finite(self, total: Tensor, grad_norm: Tensor, batch_idx: int, epochs: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         what = f"loss {total.item()}, gradient norm {grad_norm.item()}"
-        where = (
-            f"epoch {self.epoch + 1} of {epochs}, batch {batch_idx + 1} "
-            f"(step {self.global_step + 1} overall)"
-        )
         if self.nan_policy == "skip":
             self.skipped_steps += 1
             return
-        saved = (
-            f"the last good checkpoint is {str(self.last_checkpoint)!r}"
-            if self.last_checkpoint is not None
-            else "no checkpoint was written (add a ModelCheckpoint callback to keep one)"
-        )
         raise NonFiniteLossError(
-            f"non-finite training values ({what}) at {where}; {saved}. Lower the learning "
-            f"rate, set grad_clip=, check the data, or pass nan_policy='skip'"
+            f"non-finite training values ({what}) at {self._where(batch_idx, epochs)}; "
+            f"{self._last_good()}. Lower the "
+            f"learning rate, set grad_clip=, check the data, or pass nan_policy='skip'"
         )
 
     @torch.no_grad()
-    def evaluate(self, data: Any) -> dict[str, float]:
+    def evaluate(self, data: Any, distributed: bool = True) -> dict[str, float]:
         r"""Average the objective over ``data``, in nats per example.
+
+        Under DDP every rank must call it (it all-reduces): each evaluates its share of
+        ``data`` (split as in training, without padding for tensors and datasets) and
+        all get the mean over every example.
 
         Args:
             data: a Tensor of examples, a Dataset, a DataLoader or an iterable of batches.
+            distributed: ``False`` evaluates all of ``data`` in this process alone, with no
+                communication (e.g. on rank 0 only).
 
         Returns:
             ``loss`` (the negative ELBO, :math:`\text{reconstruction} + \mathrm{KL}` with
@@ -424,10 +673,11 @@ class Trainer:
         self.model.eval()
         dtype = torch.float32 if self.device.type == "mps" else torch.float64
         sums, n, dims = torch.zeros(3, dtype=dtype, device=self.device), 0, 1
+        shard = distributed and self.distributed
         try:
-            for batch in self._batches(data, train=False):
+            for batch in self._batches(data, train=False, shard=shard):
                 x, y = self._unpack(batch)
-                _, losses = self._compute(x, y)
+                _, losses = self._evaluate_fn(x, y)
                 total = (
                     losses.reconstruction + losses.kl
                     if isinstance(self.loss, ELBOLoss)
@@ -439,6 +689,11 @@ class Trainer:
                 n, dims = n + x.shape[0], x[0].numel()
         finally:
             self.model.train(was_training)
+        if shard:
+            sums, n = all_reduce_sums(sums, n)
+            widest = torch.tensor([dims if n else 0], device=self.device)
+            dist.all_reduce(widest, op=dist.ReduceOp.MAX)
+            dims = int(widest.item())
         if n == 0:
             raise ValueError("data for evaluate holds no examples")
         loss, reconstruction, kl = (sums / n).tolist()
@@ -493,6 +748,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "history": self.history,
             "rng": self._rng_snapshot if self._rng_snapshot is not None else get_rng_state(),
+            "rng_ranks": self._rng_ranks,
             "callbacks": {
                 key: c.state_dict()
                 for key, c in zip(self._callback_keys(), self.callbacks, strict=True)
@@ -513,5 +769,15 @@ class Trainer:
         for key, c in zip(self._callback_keys(), self.callbacks, strict=True):
             if key in state["callbacks"]:
                 c.load_state_dict(state["callbacks"][key])
-        set_rng_state(state["rng"])
-        self._rng_snapshot = state["rng"]
+        rng, ranks = state["rng"], state.get("rng_ranks")
+        same_world = ranks is not None and len(ranks) == self.world_size
+        if self.distributed and same_world:
+            assert ranks is not None
+            rng = ranks[self.rank]
+        set_rng_state(rng)
+        if self.distributed and not same_world:
+            # another number of processes: continue from rank 0's stream, one per rank
+            _seed_everything(int(torch.randint(2**31, ())) + self.rank)
+            rng = get_rng_state()
+        self._rng_snapshot = rng
+        self._rng_ranks = ranks if self.distributed and same_world else None
