@@ -21,10 +21,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from torchvae._batches import TensorBatches
 from torchvae.decoders import Decoder
 from torchvae.encoders import Encoder
 from torchvae.model import VAE
-from torchvae.trainer import Trainer, _TensorBatches
+from torchvae.trainer import Trainer
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
 N = 99  # odd: the trainer pads each rank to 50 examples
@@ -110,7 +111,7 @@ def test_resume_under_torchrun_is_exact(ranks: dict[str, list[dict[str, Any]]]) 
 def test_tensor_shards_cover_the_data_once_per_epoch() -> None:
     data = torch.arange(10.0)
     shards = [
-        _TensorBatches([data], batch_size=3, shuffle=True, rank=r, world_size=3, seed=5)
+        TensorBatches([data], batch_size=3, shuffle=True, rank=r, world_size=3, seed=5)
         for r in range(3)
     ]
     for epoch in (0, 1):
@@ -121,7 +122,7 @@ def test_tensor_shards_cover_the_data_once_per_epoch() -> None:
         assert [len(s) for s in seen] == [4, 4, 4]  # padded to equal lengths
         assert sorted(set(torch.cat(seen).tolist())) == data.tolist()
     unpadded = [
-        torch.cat(list(_TensorBatches([data], 3, False, r, 3, pad=False)))  # type: ignore[arg-type]
+        torch.cat(list(TensorBatches([data], 3, False, r, 3, pad=False)))  # type: ignore[arg-type]
         for r in range(3)
     ]
     assert sorted(torch.cat(unpadded).tolist()) == data.tolist()

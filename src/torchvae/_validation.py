@@ -20,15 +20,19 @@ from torch import Tensor
 __all__ = [
     "check_finite",
     "check_floating",
+    "check_generator",
     "check_in_unit_interval",
     "check_positive_int",
     "check_positive_ints",
+    "check_real",
     "check_tensor",
     "set_validation",
+    "trusted_inputs",
     "validation_enabled",
 ]
 
 _VALIDATE = True
+_TRUSTED = 0
 
 
 def set_validation(enabled: bool) -> None:
@@ -45,8 +49,30 @@ def set_validation(enabled: bool) -> None:
 
 
 def validation_enabled() -> bool:
-    """Whether value checks on input tensors are on (see :func:`set_validation`)."""
-    return _VALIDATE
+    """Whether value checks on input tensors are on (see :func:`set_validation`).
+
+    They are also off inside :class:`trusted_inputs` (a model passing tensors it has
+    checked to its own submodules) and while ``torch.compile`` traces, where a check's
+    device synchronisation would break the graph.
+    """
+    return _VALIDATE and not _TRUSTED and not torch.compiler.is_compiling()
+
+
+class trusted_inputs:  # noqa: N801 - used like a function: ``with trusted_inputs():``
+    """Skip value checks in nested calls whose inputs the caller has already checked.
+
+    A :class:`~torchvae.VAE` checks ``x`` once at its surface and then calls its encoder
+    and decoder inside this context, so that a training step pays for one check, not one
+    per layer of the call stack.
+    """
+
+    def __enter__(self) -> None:
+        global _TRUSTED
+        _TRUSTED += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _TRUSTED
+        _TRUSTED -= 1
 
 
 def check_positive_int(value: object, name: str) -> int:
@@ -90,9 +116,35 @@ def check_floating(x: object, name: str) -> Tensor:
     return x
 
 
+def check_real(value: object, name: str) -> float:
+    """Return ``value`` as a ``float`` if it is a real number (not a bool), else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_generator(generator: object, device: torch.device, name: str = "generator") -> None:
+    """Raise unless ``generator`` is ``None`` or a ``torch.Generator`` on ``device``'s type."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"{name} is on {generator.device} but the values it draws must be on {device}; "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )
+
+
+def _check_has_values(x: Tensor, name: str) -> None:
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is a meta tensor, which holds no values to compute with")
+
+
 def check_finite(x: Tensor, name: str) -> Tensor:
-    """Raise a ``ValueError`` naming ``name`` if ``x`` holds NaN or inf."""
-    if _VALIDATE and not bool(torch.isfinite(x).all()):
+    """Raise a ``ValueError`` naming ``name`` if ``x`` holds NaN or inf (or no values)."""
+    _check_has_values(x, name)
+    if validation_enabled() and not bool(torch.isfinite(x).all()):
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise ValueError(
@@ -107,7 +159,8 @@ def check_in_unit_interval(x: Tensor, name: str, why: str) -> Tensor:
 
     NaN fails the check too, so that a NaN target cannot pass silently.
     """
-    if _VALIDATE:
+    _check_has_values(x, name)
+    if validation_enabled():
         inside = (x >= 0) & (x <= 1)
         if not bool(inside.all()):
             finite = x[torch.isfinite(x)]

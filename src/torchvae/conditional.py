@@ -22,6 +22,7 @@ encoder sees :math:`[\operatorname{flatten}(x), e(y)]` (so an MLP encoder has
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -31,24 +32,22 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 from ._validation import (
-    check_finite,
     check_floating,
+    check_generator,
     check_positive_int,
     check_positive_ints,
+    check_real,
     check_tensor,
     validation_enabled,
 )
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
 from .gaussian import GaussianParams, standard_normal
-from .model import VAEOutput
+from .model import VAEOutput, check_posterior, prepare_input, run_decoder, run_encoder
 
 __all__ = ["ConditionalVAE", "EmbeddingKind"]
 
 EmbeddingKind = Literal["one_hot", "learned"]
-
-# torch.logit's clamp for decoders that only give probabilities, as in VAE.decode_logits.
-_PROB_EPS = 1e-6
 
 
 class _OneHot(nn.Module):
@@ -279,25 +278,8 @@ class ConditionalVAE(nn.Module):
         return torch.device("cpu"), torch.get_default_dtype()
 
     def _prepare(self, x: object, name: str = "x") -> Tensor:
-        x = check_floating(x, name)
-        if x.ndim < 2:
-            raise ValueError(
-                f"{name} must have shape (batch, ...), got shape {tuple(x.shape)}; "
-                f"for a single example use {name}.unsqueeze(0)"
-            )
-        device, dtype = self._like_params()
-        if x.device != device:
-            raise ValueError(
-                f"{name} is on {x.device} but the model's parameters are on {device}; "
-                f"move one of them (e.g. {name}.to({str(device)!r}))"
-            )
-        if self.data_shape is not None and x[0].numel() != torch.Size(self.data_shape).numel():
-            raise ValueError(
-                f"{name} must have {torch.Size(self.data_shape).numel()} features per example "
-                f"(shape (batch, {', '.join(map(str, self.data_shape))})), got shape "
-                f"{tuple(x.shape)}"
-            )
-        return check_finite(x.to(dtype), name)
+        features = None if self.data_shape is None else math.prod(self.data_shape)
+        return prepare_input(x, *self._like_params(), features, name)
 
     def _labels(self, y: object, batch: int, device: torch.device, name: str = "y") -> Tensor:
         y = check_tensor(y, name)
@@ -354,23 +336,12 @@ class ConditionalVAE(nn.Module):
             inputs = torch.cat([image, planes], dim=1)
         else:
             inputs = torch.cat([x.flatten(1), e], dim=1)
-        mean, log_var = self.encoder(inputs)
-        expected = (x.shape[0], self.latent_dim)
-        if tuple(mean.shape) != expected or tuple(log_var.shape) != expected:
-            raise ValueError(
-                f"encoder must return mean and log_var of shape (batch, latent_dim) = "
-                f"{expected}, got {tuple(mean.shape)} and {tuple(log_var.shape)}"
-            )
-        return GaussianParams(mean, log_var)
+        return run_encoder(self.encoder, inputs, self.latent_dim)
 
     def _decode_logits_embedded(self, z: Tensor, e: Tensor) -> Tensor:
         inputs = torch.cat([z, e.expand(*z.shape[:-1], e.shape[-1])], dim=-1)
         flat = inputs.reshape(-1, inputs.shape[-1])
-        logits_fn = getattr(self.decoder, "logits", None)
-        if logits_fn is not None:
-            logits: Tensor = logits_fn(flat)
-        else:
-            logits = torch.logit(self.decoder(flat), eps=_PROB_EPS)
+        logits = run_decoder(self.decoder, flat)
         return logits.reshape(*z.shape[:-1], *logits.shape[1:])
 
     def encode(self, x: Tensor, y: Tensor) -> GaussianParams:
@@ -385,7 +356,9 @@ class ConditionalVAE(nn.Module):
         """
         x = self._prepare(x)
         y = self._labels(y, x.shape[0], x.device)
-        return self._encode_prepared(x, self._embed(y))
+        q = self._encode_prepared(x, self._embed(y))
+        check_posterior(q, q.mean, x)
+        return q
 
     def posterior(self, x: Tensor, y: Tensor) -> Independent[Normal]:
         r""":math:`q_\phi(z \mid x, y)` as a ``torch.distributions`` object."""
@@ -447,15 +420,17 @@ class ConditionalVAE(nn.Module):
         y = self._labels(y, x.shape[0], x.device)
         if n_samples is not None:
             check_positive_int(n_samples, "n_samples")
+        check_generator(generator, x.device)
         e = self._embed(y)
         q = self._encode_prepared(x, e)
         z = q.rsample(n_samples, generator=generator)
+        check_posterior(q, z, x)
         logits = self._decode_logits_embedded(z, e)
         lead = z.shape[:-1]
-        if logits.shape[len(lead) :].numel() != x[0].numel():
+        if logits.shape[len(lead) :].numel() != x.shape[1:].numel():
             raise ValueError(
                 f"decoder output has {logits.shape[len(lead) :].numel()} features per example "
-                f"but x has {x[0].numel()} (x shape {tuple(x.shape)}, decoder output shape "
+                f"but x has {x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
                 f"{tuple(logits.shape)})"
             )
         return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
@@ -476,6 +451,7 @@ class ConditionalVAE(nn.Module):
         e = self._embed(self._labels(y, x.shape[0], x.device))
         q = self._encode_prepared(x, e)
         z = q.rsample() if sample else q.mean
+        check_posterior(q, z, x)
         return torch.sigmoid(self._decode_logits_embedded(z, e)).reshape(x.shape)
 
     @torch.no_grad()
@@ -503,14 +479,18 @@ class ConditionalVAE(nn.Module):
             ValueError: a label outside ``[0, num_classes)``, or ``n`` labels not given.
         """
         n = check_positive_int(n, "n")
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        temperature = check_real(temperature, "temperature")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite float >= 0, got {temperature}")
         device, dtype = self._like_params()
+        check_generator(generator, device)
         if isinstance(y, bool):
             raise TypeError(f"y must be an int class label or a tensor of them, got {y!r}")
         if isinstance(y, int):
             labels = torch.full((n,), y, dtype=torch.long, device=device)
         elif isinstance(y, Tensor):
+            if y.device.type == "meta" and device.type != "meta":
+                raise ValueError("y is a meta tensor, which holds no labels")
             labels = y.to(device) if y.ndim else y.to(device).expand(n)
         elif isinstance(y, Sequence) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in y
@@ -563,7 +543,10 @@ class ConditionalVAE(nn.Module):
             )
         e1 = self._embed(self._labels(y1, x1.shape[0], x1.device, "y1"))
         e2 = e1 if y2 is None else self._embed(self._labels(y2, x2.shape[0], x2.device, "y2"))
-        m1, m2 = self._encode_prepared(x1, e1).mean, self._encode_prepared(x2, e2).mean
+        q1, q2 = self._encode_prepared(x1, e1), self._encode_prepared(x2, e2)
+        check_posterior(q1, q1.mean, x1, "x1")
+        check_posterior(q2, q2.mean, x2, "x2")
+        m1, m2 = q1.mean, q2.mean
         t = torch.linspace(0, 1, steps, device=m1.device, dtype=m1.dtype).view(-1, 1, 1)
         z = (1 - t) * m1 + t * m2
         e = (1 - t) * e1 + t * e2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -29,9 +30,9 @@ __all__ = ["ConvDecoder", "Decoder"]
 _Z_LIMIT = 1e4
 
 
-def _latent_batch(z: object, latent_dim: int) -> Tensor:
-    r"""``z`` checked to be ``(batch, latent_dim)``, clamped to :math:`\pm 10^4`."""
-    return to_batch_of(z, (latent_dim,), "z").clamp(-_Z_LIMIT, _Z_LIMIT)
+def _latent_batch(z: object, latent_dim: int, like: Tensor) -> Tensor:
+    r"""``z`` as ``(batch, latent_dim)`` in ``like``'s dtype, clamped to :math:`\pm 10^4`."""
+    return to_batch_of(z, (latent_dim,), "z", like, allow_inf=True).clamp(-_Z_LIMIT, _Z_LIMIT)
 
 
 class _SigmoidDecoder(nn.Module):
@@ -92,7 +93,9 @@ class Decoder(_SigmoidDecoder):
 
     def logits(self, z: Tensor) -> Tensor:
         """Logits of shape ``(batch, output_dim)`` for ``z`` of shape ``(batch, latent_dim)``."""
-        out: Tensor = self.output(self.hidden(_latent_batch(z, self.latent_dim)))
+        out: Tensor = self.output(
+            self.hidden(_latent_batch(z, self.latent_dim, self.output.weight))
+        )
         return out
 
 
@@ -147,6 +150,7 @@ class ConvDecoder(_SigmoidDecoder):
 
     def logits(self, z: Tensor) -> Tensor:
         """Logits of shape ``(batch, *output_shape)`` for ``z`` of shape ``(batch, latent_dim)``."""
-        h = self.project(_latent_batch(z, self.latent_dim))
+        first = cast(nn.Linear, self.project[0])
+        h = self.project(_latent_batch(z, self.latent_dim, first.weight))
         out: Tensor = self.upsample(h.reshape(h.shape[0], *self._start))
         return out

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from ._validation import check_positive_int, check_tensor
-from .gaussian import GaussianParams, gaussian_kl
+from ._validation import check_positive_int, check_real, check_tensor
+from .gaussian import GaussianParams, _gaussian_kl
 
 __all__ = [
     "ActiveUnits",
@@ -132,6 +132,8 @@ class LatentReport:
 
 @contextmanager
 def _evaluating(model: nn.Module) -> Iterator[None]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
@@ -199,6 +201,8 @@ def _posteriors(
     conditional = bool(getattr(model, "is_conditional", False))
     device = _model_device(model)
     for x, labels in _batches(data, y, batch_size):
+        if x.device.type == "meta" and device.type != "meta":
+            raise ValueError("data is a meta tensor, which holds no values to compute with")
         x = x.to(device)
         if conditional:
             if labels is None:
@@ -253,7 +257,7 @@ def _summarize(
     stored: list[GaussianParams] = []
     kept = 0
     for q in _posteriors(model, data, y, batch_size):
-        kl = gaussian_kl(q.mean, q.log_var).double().sum(0)
+        kl = _gaussian_kl(q.mean.double(), q.log_var.double()).sum(0)
         kl_sum = kl if kl_sum is None else kl_sum + kl
         moments.update(q.mean)
         if kept < keep:
@@ -270,6 +274,7 @@ def _summarize(
 
 
 def _check_threshold(threshold: float) -> float:
+    threshold = check_real(threshold, "threshold")
     if not (math.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite float >= 0, got {threshold}")
     return float(threshold)
@@ -308,7 +313,13 @@ def _mutual_information(
         ]
     ) - math.log(m)
     mi = float((log_own - log_aggregate).mean())
-    kl = float(gaussian_kl(mean, log_var).sum(1).mean())
+    if math.isnan(mi):
+        raise ValueError(
+            f"data gives posteriors too extreme for the mutual information estimate "
+            f"(largest |mean| {float(mean.abs().max()):g}, log_var in "
+            f"[{float(log_var.min()):g}, {float(log_var.max()):g}]): scale the data"
+        )
+    kl = float(_gaussian_kl(mean, log_var).sum(1).mean())
     return mi, kl
 
 
@@ -388,7 +399,7 @@ def active_units(
     with _evaluating(model):
         summary = _summarize(model, data, y, batch_size, keep=0)
     if summary.n < 2:
-        raise ValueError(f"active_units needs at least 2 examples, got {summary.n}")
+        raise ValueError(f"data must hold at least 2 examples for active_units, got {summary.n}")
     active = summary.au_variances > threshold
     return ActiveUnits(int(active.sum()), summary.au_variances, active)
 
@@ -500,7 +511,7 @@ def latent_report(
         summary = _summarize(model, data, y, batch_size, keep=max_examples)
         mi, kl_subset = _mutual_information(summary.stored, n_samples, generator)
     if summary.n < 2:
-        raise ValueError(f"latent_report needs at least 2 examples, got {summary.n}")
+        raise ValueError(f"data must hold at least 2 examples for latent_report, got {summary.n}")
     active = summary.au_variances > threshold
     return LatentReport(
         kl_per_dim=summary.kl_per_dim,
@@ -535,7 +546,7 @@ def warn_if_collapsed(report: LatentReport, fraction: float = 0.5) -> bool:
     """
     if not isinstance(report, LatentReport):
         raise TypeError(f"report must be a LatentReport, got {type(report).__name__}")
-    if not (0 <= fraction < 1):
+    if not (0 <= check_real(fraction, "fraction") < 1):
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     if len(report.collapsed) <= fraction * report.latent_dim:
         return False

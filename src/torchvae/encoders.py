@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from ._nn import Activation, conv_stack, leaky_relu, mlp, to_batch_of
+from ._nn import Activation, check_overflow, conv_stack, leaky_relu, mlp, to_batch_of
 from ._validation import check_positive_int, check_positive_ints
 from .gaussian import GaussianParams
 
@@ -77,8 +77,11 @@ class Encoder(_GaussianEncoder):
 
     def forward(self, x: Tensor) -> GaussianParams:
         """Posterior parameters for ``x``: ``(batch, input_dim)`` or any trailing layout."""
-        h = self.hidden(to_batch_of(x, (self.input_dim,), "x"))
-        return GaussianParams(self.mean(h), self.log_var(h))
+        x = to_batch_of(x, (self.input_dim,), "x", self.mean.weight)
+        h = self.hidden(x)
+        params = GaussianParams(self.mean(h), self.log_var(h))
+        check_overflow(x, "x", *params)
+        return params
 
 
 class ConvEncoder(_GaussianEncoder):
@@ -130,5 +133,8 @@ class ConvEncoder(_GaussianEncoder):
 
     def forward(self, x: Tensor) -> GaussianParams:
         """Posterior parameters for images ``(batch, C, H, W)`` or flat ``(batch, C*H*W)``."""
-        h = self.features(to_batch_of(x, self.input_shape, "x")).flatten(1)
-        return GaussianParams(self.mean(h), self.log_var(h))
+        x = to_batch_of(x, self.input_shape, "x", self.mean.weight)
+        h = self.features(x).flatten(1)
+        params = GaussianParams(self.mean(h), self.log_var(h))
+        check_overflow(x, "x", *params)
+        return params

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
+from ._validation import check_finite, check_floating
+
 __all__ = [
     "GaussianParams",
     "gaussian_kl",
@@ -74,8 +76,12 @@ class GaussianParams(NamedTuple):
             Samples through which gradients flow to ``mean`` and ``log_var``.
         """
         shape = self.mean.shape if n_samples is None else (n_samples, *self.mean.shape)
-        eps = torch.randn(
-            shape, dtype=self.mean.dtype, device=self.mean.device, generator=generator
+        dtype, device = self.mean.dtype, self.mean.device
+        # An explicit generator=None breaks torch.compile on batches of a new size.
+        eps = (
+            torch.randn(shape, dtype=dtype, device=device)
+            if generator is None
+            else torch.randn(shape, dtype=dtype, device=device, generator=generator)
         )
         return self.mean + self.std * eps
 
@@ -92,7 +98,8 @@ class GaussianParams(NamedTuple):
         Returns:
             Shape ``(..., batch)``.
         """
-        sq = (z - self.mean) ** 2 * torch.exp(-self.log_var)
+        # (z - mu) / sigma before squaring: exp(-log_var) alone overflows for a tiny sigma.
+        sq = ((z - self.mean) * torch.exp(-0.5 * self.log_var)).square()
         return -0.5 * (sq + self.log_var + _LOG_2PI).sum(-1)
 
     def kl(self) -> Tensor:
@@ -118,12 +125,29 @@ def gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
 
     Returns:
         The KL of each dimension, the same shape; never negative, and exactly zero
-        where ``mean == 0`` and ``log_var == 0``.
+        where ``mean == 0`` and ``log_var == 0``. Where the exact value overflows the
+        dtype (e.g. ``mean = 3e38`` in float32) it is ``inf``, never NaN.
+
+    Raises:
+        TypeError: ``mean`` or ``log_var`` is not a floating-point tensor.
+        ValueError: their shapes or devices differ, or either holds NaN/inf.
 
     Example:
         >>> gaussian_kl(torch.zeros(2), torch.zeros(2))
         tensor([0., 0.])
     """
+    mean = check_finite(check_floating(mean, "mean"), "mean")
+    log_var = check_finite(check_floating(log_var, "log_var"), "log_var")
+    if mean.shape != log_var.shape or mean.device != log_var.device:
+        raise ValueError(
+            f"mean and log_var must have the same shape and device, got {tuple(mean.shape)} "
+            f"on {mean.device} and {tuple(log_var.shape)} on {log_var.device}"
+        )
+    return _gaussian_kl(mean, log_var)
+
+
+def _gaussian_kl(mean: Tensor, log_var: Tensor) -> Tensor:
+    """:func:`gaussian_kl` without the checks, for callers that made them."""
     # expm1(v) - v >= 0 in exact arithmetic; with 1 + v computed first, rounding can
     # make the float32 result slightly negative near v = 0, hence expm1 and the clamp.
     return 0.5 * (mean.square() + (torch.expm1(log_var) - log_var).clamp_min(0.0))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_floating, check_positive_int
+from ._validation import check_floating, check_positive_int, check_real, validation_enabled
 from .gaussian import standard_normal_log_prob
 from .likelihoods import Bernoulli, Likelihood
 
@@ -42,8 +42,32 @@ def importance_log_weights(
 
     Returns:
         ``(log_w, log_px_z)``, each ``(k, batch)``.
+
+    Raises:
+        TypeError: ``likelihood`` is not a :class:`~torchvae.Likelihood`.
+        ValueError: ``x`` does not fit ``out`` or is not a valid target.
     """
-    log_px_z = likelihood.log_prob(out.logits, x)
+    likelihood = _check_likelihood(likelihood)
+    likelihood.log_prob(out.logits, x)  # only for its checks of logits and x
+    return _importance_log_weights(out, x.to(out.logits.dtype), likelihood)
+
+
+def _check_likelihood(likelihood: object) -> Likelihood:
+    if likelihood is None:
+        return Bernoulli()
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(
+            f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
+            f"got {type(likelihood).__name__}"
+        )
+    return likelihood
+
+
+def _importance_log_weights(
+    out: VAEOutput, x: Tensor, likelihood: Likelihood
+) -> tuple[Tensor, Tensor]:
+    """:func:`importance_log_weights` without the checks, for callers that made them."""
+    log_px_z = likelihood._log_prob(out.logits, x)
     log_w = log_px_z + standard_normal_log_prob(out.z) - out.posterior.log_prob(out.z)
     return log_w, log_px_z
 
@@ -89,12 +113,16 @@ def log_likelihood(
         >>> log_likelihood(model, torch.rand(3, 784), k=100).shape
         torch.Size([3])
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     k = check_positive_int(k, "k")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    likelihood = Bernoulli() if likelihood is None else likelihood
+    likelihood = _check_likelihood(likelihood)
     likelihood.validate_target(check_floating(x, "x"))
     if x.ndim < 2:
         raise ValueError(f"x must have shape (batch, ...), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        return x.new_empty((0,))
     rows = min(x.shape[0], chunk_size)
     pieces = []
     for start in range(0, x.shape[0], rows):
@@ -109,7 +137,7 @@ def log_likelihood(
         while done < k:
             kc = min(per_chunk, k - done)
             out = model(xs, n_samples=kc, generator=generator, **extra)
-            log_w, _ = importance_log_weights(out, xs.to(out.logits.dtype), likelihood)
+            log_w, _ = _importance_log_weights(out, xs.to(out.logits.dtype), likelihood)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0).to(total.dtype))
             done += kc
         pieces.append(total - math.log(k))
@@ -124,6 +152,19 @@ def bits_per_dim(nll: Tensor | float, dims: int) -> Tensor | float:
     Args:
         nll: nats per example.
         dims: features per example :math:`D` (784 for MNIST).
+
+    Returns:
+        ``nll`` in bits per dimension, a tensor if ``nll`` is one.
+
+    Raises:
+        TypeError: ``nll`` is not a real number or a floating-point tensor.
+        ValueError: ``nll`` holds NaN, or ``dims`` < 1.
     """
     dims = check_positive_int(dims, "dims")
+    if isinstance(nll, Tensor):
+        check_floating(nll, "nll")
+        if validation_enabled() and bool(torch.isnan(nll).any()):
+            raise ValueError(f"nll must not hold NaN, got {nll}")
+    elif math.isnan(check_real(nll, "nll")):
+        raise ValueError("nll must not be NaN")
     return nll / (dims * math.log(2.0))

@@ -58,12 +58,32 @@ class Likelihood(nn.Module):
         r""":math:`\log p_\theta(x \mid z)` summed over the features of each example.
 
         Args:
-            logits: decoder output, ``(*sample, batch, *event)``.
-            x: data, ``(batch, *event)``.
+            logits: decoder output, ``(*sample, batch, *event)``, floating point, finite.
+            x: data, ``(batch, *event)``, valid for this likelihood (see
+                :meth:`validate_target`); cast to ``logits``' dtype.
 
         Returns:
             Shape ``(*sample, batch)``, in nats.
+
+        Raises:
+            TypeError: ``logits`` or ``x`` is not a floating-point tensor.
+            ValueError: their shapes or devices do not match, ``logits`` holds NaN/inf,
+                or ``x`` is not a valid target.
         """
+        logits = check_finite(check_floating(logits, "logits"), "logits")
+        x = self.validate_target(x)
+        if x.ndim < 1 or tuple(logits.shape[logits.ndim - x.ndim :]) != tuple(x.shape):
+            raise ValueError(
+                f"logits must have shape (*sample, *x.shape) = (..., "
+                f"{', '.join(map(str, x.shape))}), got logits {tuple(logits.shape)} and x "
+                f"{tuple(x.shape)}"
+            )
+        if x.device != logits.device:
+            raise ValueError(f"x is on {x.device} but logits are on {logits.device}")
+        return self._log_prob(logits, x.to(logits.dtype))
+
+    def _log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
+        """:meth:`log_prob` without the checks, for callers that made them."""
         return _sum_event(self.log_prob_elementwise(logits, x), x.ndim - 1)
 
     def distribution(

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import check_positive_int
-from .gaussian import gaussian_kl
-from .importance import importance_log_weights
+from .gaussian import _gaussian_kl
+from .importance import _importance_log_weights
 from .likelihoods import Bernoulli, Likelihood
 from .model import VAEOutput
 
@@ -74,6 +74,12 @@ def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> tuple[VAEOutp
             f"out must be the VAEOutput a VAE's forward returns, got {type(out).__name__}"
         )
     likelihood.validate_target(x)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(
+            f"x must have shape (batch, ...) with batch >= 1 examples, got shape {tuple(x.shape)}"
+        )
+    if x.device != out.logits.device:
+        raise ValueError(f"x is on {x.device} but the model's output is on {out.logits.device}")
     if tuple(out.logits.shape[out.logits.ndim - x.ndim :]) != tuple(x.shape):
         raise ValueError(
             f"x has shape {tuple(x.shape)} but the model's output has shape "
@@ -137,8 +143,8 @@ class ELBOLoss(nn.Module):
             x: the data the model was called with, ``(batch, ...)``.
         """
         out, x = _check_pair(out, x, self.likelihood)
-        reconstruction = -self.likelihood.log_prob(out.logits, x).mean()
-        kl_per_dim = gaussian_kl(out.mean, out.log_var).mean(0)
+        reconstruction = -self.likelihood._log_prob(out.logits, x).mean()
+        kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
         kl = kl_per_dim.sum()
         penalty = kl_per_dim.clamp_min(self.free_bits).sum() if self.free_bits > 0 else kl
         total = reconstruction + self._beta * penalty
@@ -185,9 +191,9 @@ class IWAELoss(nn.Module):
                 f"IWAELoss needs several samples per example: call model(x, n_samples="
                 f"{self.n_samples}); got z of shape {tuple(out.z.shape)}"
             )
-        log_w, log_px_z = importance_log_weights(out, x, self.likelihood)
+        log_w, log_px_z = _importance_log_weights(out, x, self.likelihood)
         bound = torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
-        kl_per_dim = gaussian_kl(out.mean, out.log_var).mean(0)
+        kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
         return LossOutput(-bound.mean(), -log_px_z.mean(), kl_per_dim.sum(), kl_per_dim)
 
     def extra_repr(self) -> str:

@@ -14,13 +14,100 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 from typing_extensions import Self
 
-from ._validation import check_finite, check_floating, check_positive_int
+from ._validation import (
+    check_finite,
+    check_floating,
+    check_generator,
+    check_positive_int,
+    check_real,
+    trusted_inputs,
+    validation_enabled,
+)
 from .gaussian import GaussianParams, standard_normal
 
 __all__ = ["VAE", "VAEOutput"]
 
 # torch.logit's clamp for decoders that only give probabilities; see VAE.decode_logits.
 _PROB_EPS = 1e-6
+
+
+def prepare_input(
+    x: object, device: torch.device, dtype: torch.dtype, features: int | None, name: str = "x"
+) -> Tensor:
+    """Check ``x``'s type, rank, device and size and cast it to the model's dtype.
+
+    Its values are not read here (that would cost a device synchronisation per call):
+    :func:`check_posterior` finds NaN/inf after the encoder, in one check.
+    """
+    x = check_floating(x, name)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape (batch, ...), got shape {tuple(x.shape)}; "
+            f"for a single example use {name}.unsqueeze(0)"
+        )
+    if x.device != device:
+        raise ValueError(
+            f"{name} is on {x.device} but the model's parameters are on {device}; "
+            f"move one of them (e.g. {name}.to({str(device)!r}))"
+        )
+    if features is not None and x.shape[1:].numel() != features:
+        raise ValueError(
+            f"{name} must have {features} features per example, got shape {tuple(x.shape)}"
+        )
+    if x.dtype == dtype:
+        return x
+    check_finite(x, name)
+    return check_finite(x.to(dtype), f"{name} (cast to the model's {dtype})")
+
+
+def check_posterior(q: GaussianParams, z: Tensor, x: Tensor, name: str = "x") -> None:
+    """Raise a ``ValueError`` naming ``name`` if ``q`` or ``z`` holds NaN or inf.
+
+    This one check of small tensors covers the input too: NaN/inf in ``x`` reaches the
+    posterior, and the message then says it came from ``x``. A finite but huge input
+    (say ``3e38``) overflows the encoder's arithmetic and is reported as such.
+    """
+    if not validation_enabled():
+        return
+    finite = torch.isfinite(q.mean).all() & torch.isfinite(q.log_var).all()
+    if bool(finite & torch.isfinite(z).all()):
+        return
+    check_finite(x, name)
+    largest = float(x.abs().max()) if x.numel() else 0.0
+    raise ValueError(
+        f"the posterior for {name} is not finite (NaN/inf in the encoder's mean or log_var "
+        f"or in the sampled z): {name}'s values (largest |{name}| = {largest:g}) overflow "
+        f"the model's {x.dtype} arithmetic; scale {name} to a moderate range such as [0, 1], "
+        f"or check the model's weights"
+    )
+
+
+def run_encoder(encoder: nn.Module, inputs: Tensor, latent_dim: int) -> GaussianParams:
+    """Call ``encoder`` on checked ``inputs`` and check the shapes of what it returns."""
+    with trusted_inputs():
+        mean, log_var = encoder(inputs)
+    expected = (inputs.shape[0], latent_dim)
+    if tuple(mean.shape) != expected or tuple(log_var.shape) != expected:
+        raise ValueError(
+            f"encoder must return mean and log_var of shape (batch, latent_dim) = "
+            f"{expected}, got {tuple(mean.shape)} and {tuple(log_var.shape)}"
+        )
+    return GaussianParams(mean, log_var)
+
+
+def run_decoder(decoder: nn.Module, z: Tensor) -> Tensor:
+    """Logits of ``decoder`` for checked ``z`` of shape ``(batch, features)``.
+
+    Uses ``decoder.logits`` when there is one; otherwise the logit of ``decoder(z)``,
+    clamped to :math:`[10^{-6}, 1 - 10^{-6}]`.
+    """
+    logits_fn = getattr(decoder, "logits", None)
+    with trusted_inputs():
+        if logits_fn is not None:
+            logits: Tensor = logits_fn(z)
+        else:
+            logits = torch.logit(decoder(z), eps=_PROB_EPS)
+    return logits
 
 
 class VAEOutput(NamedTuple):
@@ -107,29 +194,14 @@ class VAE(nn.Module):
         return torch.device("cpu"), torch.get_default_dtype()
 
     def _prepare(self, x: object, name: str = "x") -> Tensor:
-        x = check_floating(x, name)
-        if x.ndim < 2:
-            raise ValueError(
-                f"{name} must have shape (batch, ...), got shape {tuple(x.shape)}; "
-                f"for a single example use {name}.unsqueeze(0)"
-            )
-        device, dtype = self._like_params()
-        if x.device != device:
-            raise ValueError(
-                f"{name} is on {x.device} but the model's parameters are on {device}; "
-                f"move one of them (e.g. {name}.to({str(device)!r}))"
-            )
-        return check_finite(x.to(dtype), name)
+        shape = getattr(self.encoder, "input_shape", None)
+        if shape is None and isinstance(getattr(self.encoder, "input_dim", None), int):
+            shape = (self.encoder.input_dim,)
+        features = math.prod(shape) if isinstance(shape, tuple) else None
+        return prepare_input(x, *self._like_params(), features, name)
 
     def _encode_prepared(self, x: Tensor) -> GaussianParams:
-        mean, log_var = self.encoder(x)
-        expected = (x.shape[0], self.latent_dim)
-        if tuple(mean.shape) != expected or tuple(log_var.shape) != expected:
-            raise ValueError(
-                f"encoder must return mean and log_var of shape (batch, latent_dim) = "
-                f"{expected}, got {tuple(mean.shape)} and {tuple(log_var.shape)}"
-            )
-        return GaussianParams(mean, log_var)
+        return run_encoder(self.encoder, x, self.latent_dim)
 
     def encode(self, x: Tensor) -> GaussianParams:
         r"""The parameters ``(mean, log_var)`` of :math:`q_\phi(z \mid x)`.
@@ -137,7 +209,10 @@ class VAE(nn.Module):
         Args:
             x: ``(batch, ...)``, floating point, finite.
         """
-        return self._encode_prepared(self._prepare(x))
+        x = self._prepare(x)
+        q = self._encode_prepared(x)
+        check_posterior(q, q.mean, x)
+        return q
 
     def posterior(self, x: Tensor) -> Independent[Normal]:
         r""":math:`q_\phi(z \mid x)` as a ``torch.distributions`` object."""
@@ -151,11 +226,7 @@ class VAE(nn.Module):
     def _decode_logits(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
         flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
-        logits_fn = getattr(self.decoder, "logits", None)
-        if logits_fn is not None:
-            logits: Tensor = logits_fn(flat)
-        else:
-            logits = torch.logit(self.decoder(flat), eps=_PROB_EPS)
+        logits = run_decoder(self.decoder, flat)
         return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
 
     def _check_latent(self, z: object) -> Tensor:
@@ -171,7 +242,10 @@ class VAE(nn.Module):
                 f"z is on {z.device} but the model's parameters are on {device}; "
                 f"move one of them (e.g. z.to({str(device)!r}))"
             )
-        return check_finite(z.to(dtype), "z")
+        if z.dtype == dtype:
+            return check_finite(z, "z")
+        check_finite(z, "z")
+        return check_finite(z.to(dtype), f"z (cast to the model's {dtype})")
 
     def decode_logits(self, z: Tensor) -> Tensor:
         r"""Decoder logits for ``z``: ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.
@@ -220,14 +294,16 @@ class VAE(nn.Module):
         x = self._prepare(x)
         if n_samples is not None:
             check_positive_int(n_samples, "n_samples")
+        check_generator(generator, x.device)
         q = self._encode_prepared(x)
         z = q.rsample(n_samples, generator=generator)
+        check_posterior(q, z, x)
         logits = self._decode_logits(z)
         lead = z.shape[:-1]
-        if logits.shape[len(lead) :].numel() != x[0].numel():
+        if logits.shape[len(lead) :].numel() != x.shape[1:].numel():
             raise ValueError(
                 f"decoder output has {logits.shape[len(lead) :].numel()} features per example "
-                f"but x has {x[0].numel()} (x shape {tuple(x.shape)}, decoder output shape "
+                f"but x has {x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
                 f"{tuple(logits.shape)})"
             )
         return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
@@ -245,8 +321,10 @@ class VAE(nn.Module):
             generator: optional random generator for the sample.
         """
         x = self._prepare(x)
+        check_generator(generator, x.device)
         q = self._encode_prepared(x)
         z = q.rsample(generator=generator) if sample else q.mean
+        check_posterior(q, z, x)
         return torch.sigmoid(self._decode_logits(z)).reshape(x.shape)
 
     @torch.no_grad()
@@ -269,9 +347,11 @@ class VAE(nn.Module):
             ``(n, 1, 28, 28)`` for the convolutional one.
         """
         n = check_positive_int(n, "n")
+        temperature = check_real(temperature, "temperature")
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be a finite float >= 0, got {temperature}")
         device, dtype = self._like_params()
+        check_generator(generator, device)
         z = torch.randn(n, self.latent_dim, device=device, dtype=dtype, generator=generator)
         return torch.sigmoid(self._decode_logits(z * temperature))
 
@@ -298,7 +378,10 @@ class VAE(nn.Module):
             raise ValueError(
                 f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
             )
-        m1, m2 = self._encode_prepared(x1).mean, self._encode_prepared(x2).mean
+        q1, q2 = self._encode_prepared(x1), self._encode_prepared(x2)
+        check_posterior(q1, q1.mean, x1, "x1")
+        check_posterior(q2, q2.mean, x2, "x2")
+        m1, m2 = q1.mean, q2.mean
         t = torch.linspace(0, 1, steps, device=m1.device, dtype=m1.dtype).view(-1, 1, 1)
         z = (1 - t) * m1 + t * m2
         return torch.sigmoid(self._decode_logits(z)).reshape(steps, *x1.shape)

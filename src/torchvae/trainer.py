@@ -26,7 +26,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Sized
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -34,15 +34,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from ._batches import as_batches, unpack
 from ._distributed import (
     ModelAndLoss,
     all_gather,
     all_reduce_sums,
     init_process_group,
     rank_device,
-    shard_loader,
     wants_ddp,
 )
 from ._validation import check_positive_int
@@ -79,75 +78,54 @@ class StepOutput(NamedTuple):
     skipped: bool
 
 
-class _TensorBatches:
-    """Mini-batches of in-memory tensors by indexing (no per-example Python work).
-
-    With ``world_size > 1`` this rank gets every ``world_size``-th example of the epoch's
-    order; for training (``pad=True``) the order is wrapped around so that every rank has
-    the same number of batches, and the shuffle comes from ``seed + epoch`` alone (the
-    ranks' global generators differ), as with ``DistributedSampler``.
-    """
-
-    def __init__(
-        self,
-        tensors: Sequence[Tensor],
-        batch_size: int,
-        shuffle: bool,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        pad: bool = True,
-    ) -> None:
-        if len({t.shape[0] for t in tensors}) != 1:
-            raise ValueError(
-                f"tensors must have the same length, got {[t.shape[0] for t in tensors]}"
-            )
-        self.tensors, self.batch_size, self.shuffle = tuple(tensors), batch_size, shuffle
-        self.rank, self.world_size, self.seed, self.pad = rank, world_size, seed, pad
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _num_samples(self) -> int:
-        n = self.tensors[0].shape[0]
-        if self.world_size == 1:
-            return n
-        if self.pad:
-            return math.ceil(n / self.world_size)
-        return len(range(self.rank, n, self.world_size))
-
-    def __len__(self) -> int:
-        return math.ceil(self._num_samples() / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, ...]]:
-        n, device = self.tensors[0].shape[0], self.tensors[0].device
-        order: Tensor | None
-        if self.world_size == 1:
-            # drawn from the global CPU generator, whose state checkpoints save and restore
-            order = torch.randperm(n).to(device) if self.shuffle else None
-        else:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-            total = self._num_samples() * self.world_size if self.pad else n
-            order = order.repeat(math.ceil(total / n))[:total]
-            order = order[self.rank : total : self.world_size].to(device)
-        for start in range(0, self._num_samples(), self.batch_size):
-            if order is None:
-                parts = [t[start : start + self.batch_size] for t in self.tensors]
-            else:
-                parts = [t[order[start : start + self.batch_size]] for t in self.tensors]
-            yield parts[0] if len(parts) == 1 else tuple(parts)
-
-
 def _auto_device(device: str | torch.device) -> torch.device:
     if device != "auto":
-        return torch.device(device)
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(
+                f"device must be 'auto', a device name or a torch.device, got "
+                f"{type(device).__name__} {device!r}"
+            )
+        try:
+            found = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', ...; got {device!r}") from e
+        if found.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available")
+        return found
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_arguments(
+    loss: object,
+    optimizer: object,
+    callbacks: object,
+    grad_clip: object,
+    seed: object,
+    compile: object,
+) -> None:
+    if loss is not None and not isinstance(loss, nn.Module):
+        raise TypeError(
+            f"loss must be a loss module such as ELBOLoss() or None, got {type(loss).__name__}"
+        )
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}"
+        )
+    if not isinstance(callbacks, list) or any(not isinstance(c, Callback) for c in callbacks):
+        raise TypeError(f"callbacks must be an iterable of Callback objects, got {callbacks!r}")
+    if grad_clip is not None:
+        if isinstance(grad_clip, bool) or not isinstance(grad_clip, (int, float)):
+            raise TypeError(f"grad_clip must be a positive float or None, got {grad_clip!r}")
+        if not (math.isfinite(grad_clip) and grad_clip > 0):
+            raise ValueError(f"grad_clip must be a positive finite float or None, got {grad_clip}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {type(compile).__name__} {compile!r}")
 
 
 def _seed_everything(seed: int) -> None:
@@ -281,6 +259,9 @@ class Trainer:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if strategy not in ("auto", "ddp", "none"):
             raise ValueError(f"strategy must be one of ('auto', 'ddp', 'none'), got {strategy!r}")
+        if isinstance(callbacks, Iterable):
+            callbacks = list(callbacks)
+        _check_arguments(loss, optimizer, callbacks, grad_clip, seed, compile)
         distributed = wants_ddp(strategy)
         self.device = _auto_device(device)
         if distributed:
@@ -299,8 +280,6 @@ class Trainer:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if precision == "16-mixed" and self.device.type != "cuda":
             raise ValueError(f"precision='16-mixed' needs a CUDA device, got {self.device}")
-        if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
-            raise ValueError(f"grad_clip must be a positive finite float or None, got {grad_clip}")
         if distributed:
             init_process_group(self.device)
         self.rank = dist.get_rank() if distributed else 0
@@ -376,43 +355,10 @@ class Trainer:
             return out, self.loss(out, x)
 
     def _batches(self, data: Any, train: bool, shard: bool = True) -> Iterable[Any]:
+        seed = 0 if self.seed is None else self.seed
         if shard and self.distributed:
-            return self._shard(data, train)
-        if isinstance(data, Tensor):
-            return _TensorBatches([data], self.batch_size, shuffle=train)
-        if isinstance(data, TensorDataset):
-            return _TensorBatches(data.tensors, self.batch_size, shuffle=train)
-        if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-            return DataLoader(data, batch_size=self.batch_size, shuffle=train)
-        if isinstance(data, Iterable):
-            return data
-        raise TypeError(
-            f"data must be a Tensor, a Dataset, a DataLoader or an iterable of batches, "
-            f"got {type(data).__name__}"
-        )
-
-    def _shard(self, data: Any, train: bool) -> Iterable[Any]:
-        """This rank's share of ``data`` (see the class notes on distributed training)."""
-        rank, world, seed = self.rank, self.world_size, 0 if self.seed is None else self.seed
-        if isinstance(data, (Tensor, TensorDataset)):
-            tensors = (data,) if isinstance(data, Tensor) else data.tensors
-            return _TensorBatches(tensors, self.batch_size, train, rank, world, seed, pad=train)
-        return shard_loader(data, self.batch_size, train, rank, world, seed)
-
-    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, Tensor):
-            x, y = batch, None
-        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-        else:
-            raise TypeError(
-                f"a batch must be a Tensor x or a tuple/list (x, y), got {type(batch).__name__}"
-            )
-        if not x.is_floating_point():
-            hint = " (for uint8 images, use x.float() / 255)" if x.dtype == torch.uint8 else ""
-            raise TypeError(f"batch x must be a floating-point tensor, got {x.dtype}{hint}")
-        x = x.to(self.device, non_blocking=True)
-        return x, (y.to(self.device, non_blocking=True) if isinstance(y, Tensor) else y)
+            return as_batches(data, self.batch_size, train, self.rank, self.world_size, seed)
+        return as_batches(data, self.batch_size, train)
 
     def fit(
         self,
@@ -445,6 +391,10 @@ class Trainer:
                 elsewhere.
         """
         epochs = check_positive_int(epochs, "epochs")
+        if resume is not None and not isinstance(resume, (str, os.PathLike)):
+            raise TypeError(
+                f"resume must be a path, 'last' or None, got {type(resume).__name__} {resume!r}"
+            )
         if resume is not None:
             path = self._resolve_on_rank_zero(resume)
             self.load_state_dict(load_checkpoint(path))
@@ -558,7 +508,7 @@ class Trainer:
         skipped0, steps0 = self.skipped_steps, self.global_step
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         for batch_idx, batch in enumerate(batches):
-            x, y = self._unpack(batch)
+            x, y = unpack(batch, self.device)
             self._call("on_train_batch_start", x)
             try:
                 _, losses = self._compute(x, y)
@@ -676,7 +626,7 @@ class Trainer:
         shard = distributed and self.distributed
         try:
             for batch in self._batches(data, train=False, shard=shard):
-                x, y = self._unpack(batch)
+                x, y = unpack(batch, self.device)
                 _, losses = self._evaluate_fn(x, y)
                 total = (
                     losses.reconstruction + losses.kl
