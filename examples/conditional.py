@@ -15,10 +15,7 @@ Writes to ``--out-dir``: ``digit_<d>.png`` (``--n`` samples of the class asked f
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torchvision.utils import save_image
@@ -26,7 +23,6 @@ from torchvision.utils import save_image
 from torchvae import (
     ConditionalVAE,
     ProgressBar,
-    TensorLoader,
     Trainer,
     mnist_loaders,
     save_model,
@@ -52,40 +48,23 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-class FirstBatches:
-    """The first ``n`` batches of each epoch of a loader (for quick runs)."""
-
-    def __init__(self, loader: TensorLoader, n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.loader))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.loader), self.n)
-
-
 def main() -> None:
     args = parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     train_loader, test_loader = mnist_loaders(
-        root=args.data_dir, dataset=args.dataset, flatten=True, seed=args.seed
+        root=args.data_dir,
+        dataset=args.dataset,
+        flatten=True,
+        seed=args.seed,
+        max_batches=args.max_batches,
     )
-    train_data: Any = train_loader
-    test_data: Any = test_loader
-    if args.max_batches is not None:
-        train_data = FirstBatches(train_loader, args.max_batches)
-        test_data = FirstBatches(test_loader, args.max_batches)
 
     # Encoder(784 + 10, 400, latent) and Decoder(latent + 10, 400, 784): x and z are each
     # concatenated with the one-hot label.
     model = ConditionalVAE.mlp(input_dim=784, hidden_dim=400, latent_dim=args.latent_dim,
                                num_classes=10)  # fmt: skip
     trainer = Trainer(model, device=args.device, seed=args.seed, callbacks=[ProgressBar()])
-    trainer.fit(train_data, val=test_data, epochs=args.epochs)
+    trainer.fit(train_loader, val=test_loader, epochs=args.epochs)
     print(f"test -ELBO of log p(x | y): {trainer.metrics['val_loss']:.2f} nats")
 
     model.eval()

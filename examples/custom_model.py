@@ -22,10 +22,7 @@ Writes to ``--out-dir``: ``tb/`` (TensorBoard), ``checkpoints/``, ``samples.png`
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +33,6 @@ from torchvae import (
     ModelCheckpoint,
     ProgressBar,
     TensorBoardLogger,
-    TensorLoader,
     Trainer,
     log_likelihood,
     mnist_loaders,
@@ -114,34 +110,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-class FirstBatches:
-    """The first ``n`` batches of each epoch of a loader (for quick runs)."""
-
-    def __init__(self, loader: TensorLoader, n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.loader))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.loader), self.n)
-
-
 def main() -> None:
     args = parse_args()
     train_loader, test_loader = mnist_loaders(
         root=args.data_dir,
         dataset=args.dataset,
         seed=args.seed,  # (B, 1, 28, 28) batches
+        max_batches=args.max_batches,
     )
-    train_data: Any = train_loader
-    test_data: Any = test_loader
-    if args.max_batches is not None:
-        train_data = FirstBatches(train_loader, args.max_batches)
-        test_data = FirstBatches(test_loader, args.max_batches)
 
     model = VAE(ConvEncoder(args.latent_dim), ConvDecoder(args.latent_dim))
     trainer = Trainer(
@@ -155,11 +131,11 @@ def main() -> None:
             ProgressBar(),
         ],
     )
-    trainer.fit(train_data, val=test_data, epochs=args.epochs,
+    trainer.fit(train_loader, val=test_loader, epochs=args.epochs,
                 resume="last" if args.resume else None)  # fmt: skip
 
     model.eval()
-    x, _ = next(iter(test_data))
+    x, _ = next(iter(test_loader))
     x = x[:32].to(trainer.device)
     nll = -log_likelihood(model, x, k=args.k).mean()
     print(f"test -ELBO {trainer.metrics['val_loss']:.2f} nats; "

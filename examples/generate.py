@@ -21,10 +21,7 @@ needed to rebuild the model, and loading it runs no code from the file.
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torchvision.utils import save_image
@@ -34,7 +31,6 @@ from torchvae import (
     Decoder,
     Encoder,
     ProgressBar,
-    TensorLoader,
     Trainer,
     load_dataset,
     mnist_loaders,
@@ -77,36 +73,21 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
 def train(args: argparse.Namespace) -> None:
     """Train the textbook's 784-400-200 VAE with the Trainer and save it to --checkpoint."""
     train_loader, test_loader = mnist_loaders(
-        root=args.data_dir, dataset=args.dataset, flatten=True, seed=args.seed
+        root=args.data_dir,
+        dataset=args.dataset,
+        flatten=True,
+        seed=args.seed,
+        max_batches=args.max_batches,
     )
-    train_data: Any = train_loader
-    if args.max_batches is not None:
-        train_data = FirstBatches(train_loader, args.max_batches)
     model = VAE(Encoder(784, 400, 200), Decoder(200, 400, 784))
     trainer = Trainer(model, seed=args.seed, callbacks=[ProgressBar()])
-    trainer.fit(train_data, epochs=args.epochs)
+    trainer.fit(train_loader, epochs=args.epochs)
     print(
         f"no checkpoint at {args.checkpoint}: trained one, test -ELBO "
         f"{trainer.evaluate(test_loader)['loss']:.2f} nats"
     )
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.checkpoint)
-
-
-class FirstBatches:
-    """The first ``n`` batches of each epoch of a loader (for quick runs)."""
-
-    def __init__(self, loader: TensorLoader, n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.loader))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.loader), self.n)
 
 
 def main() -> None:

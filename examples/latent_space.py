@@ -18,16 +18,13 @@ is needed.
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from torchvae import VAE, Decoder, Encoder, ProgressBar, TensorLoader, Trainer, mnist_loaders
+from torchvae import VAE, Decoder, Encoder, ProgressBar, Trainer, mnist_loaders
 
 # Ten colours that stay apart for most readers (Tableau 10).
 PALETTE = [
@@ -57,22 +54,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-batches", type=int, default=None, help="batches per epoch")
     parser.add_argument("--out-dir", type=Path, default=Path("out/latent_space"))
     return parser.parse_args()
-
-
-class FirstBatches:
-    """The first ``n`` batches of each epoch of a loader (for quick runs)."""
-
-    def __init__(self, loader: TensorLoader, n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.loader))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.loader), self.n)
 
 
 def manifold(model: VAE, n: int) -> torch.Tensor:
@@ -123,23 +104,23 @@ def main() -> None:
     args = parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     train_loader, test_loader = mnist_loaders(
-        root=args.data_dir, dataset=args.dataset, flatten=True, seed=args.seed
+        root=args.data_dir,
+        dataset=args.dataset,
+        flatten=True,
+        seed=args.seed,
+        max_batches=args.max_batches,
     )
-    train_data: Any = train_loader
-    if args.max_batches is not None:
-        train_data = FirstBatches(train_loader, args.max_batches)
 
     model = VAE(Encoder(784, [512, 256], 2), Decoder(2, [256, 512], 784))
     trainer = Trainer(model, device=args.device, seed=args.seed, callbacks=[ProgressBar()])
-    trainer.fit(train_data, epochs=args.epochs)
+    trainer.fit(train_loader, epochs=args.epochs)
 
     model.eval()
     save_grey(manifold(model, args.grid), args.out_dir / "manifold.png", n_cols=args.grid)
 
     means, labels = [], []
-    test_data = test_loader if args.max_batches is None else FirstBatches(test_loader, 20)
     with torch.no_grad():
-        for x, y in test_data:
+        for x, y in test_loader:
             means.append(model.encode(x.to(trainer.device)).mean.cpu())
             labels.append(y)
     scatter(torch.cat(means), torch.cat(labels), CLASS_NAMES[args.dataset],

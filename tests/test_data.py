@@ -514,3 +514,17 @@ def test_binarization_keeps_black_and_white_and_the_mean(binarize: str, dtype: t
     assert x.dtype == torch.float32
     assert torch.all(x[:, :, :10] == 1) and torch.all(x[:, :, 20:] == 0)
     assert abs(float(x[:, :, 10:20].mean()) - 0.2) < 0.01
+
+
+def test_max_batches_limits_each_epoch_to_its_first_batches() -> None:
+    images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    full = TensorLoader(images, batch_size=8, shuffle=True, seed=3)
+    head = TensorLoader(images, batch_size=8, shuffle=True, seed=3, max_batches=2)
+    assert (len(full), len(head)) == (7, 2)
+    for epoch in (0, 1):
+        full.set_epoch(epoch)
+        head.set_epoch(epoch)
+        got, want = list(head), list(full)[:2]
+        assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    with pytest.raises(ValueError, match="max_batches"):
+        TensorLoader(images, max_batches=0)

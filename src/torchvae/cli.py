@@ -20,8 +20,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import islice
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,22 +282,6 @@ class _RunInfo(Callback):
         return {"run": json.dumps(self.run)}
 
 
-class _Head:
-    """The first ``n`` batches of a loader each epoch (``--max-batches``)."""
-
-    def __init__(self, loader: TensorLoader, n: int) -> None:
-        self.loader, self.n = loader, n
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.loader))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Any]:
-        return islice(iter(self.loader), len(self))
-
-
 def _write_json(path: Path, value: Any) -> None:
     with atomic_write(path) as f:
         f.write((json.dumps(value, indent=2) + "\n").encode())
@@ -444,7 +427,7 @@ def _train(args: argparse.Namespace) -> None:
             f"{out_dir}, or choose another --out-dir"
         )
     device = _resolve_device(args.device)
-    train_data, test_data = mnist_loaders(
+    train, test = mnist_loaders(
         root=args.data_dir,
         dataset=settings["dataset"],
         batch_size=settings["batch_size"],
@@ -453,8 +436,9 @@ def _train(args: argparse.Namespace) -> None:
         seed=settings["seed"],
         download=args.download,
         device=rank_device(device),  # under torchrun, this process's GPU
+        max_batches=args.max_batches,
     )
-    image_shape = [1, *train_data.images.shape[1:]]
+    image_shape = [1, *train.images.shape[1:]]
     torch.manual_seed(settings["seed"])  # the initial weights, too, follow --seed
     model = _build_model(settings, image_shape)
     loss = ELBOLoss(_likelihood(settings["likelihood"]), settings["beta"], settings["free_bits"])
@@ -464,9 +448,6 @@ def _train(args: argparse.Namespace) -> None:
         "image_shape": image_shape,
         "model": model_config(model),
     }
-    # Plain loaders unless limited: the Trainer shards TensorLoaders itself under torchrun.
-    train: Any = train_data if args.max_batches is None else _Head(train_data, args.max_batches)
-    test: Any = test_data if args.max_batches is None else _Head(test_data, args.max_batches)
     callbacks: list[Callback] = [_RunInfo(run), ProgressBar()]
     if settings["warmup_epochs"] > 0:
         steps = settings["warmup_epochs"] * len(train)

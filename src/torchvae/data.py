@@ -216,6 +216,8 @@ class TensorLoader:
         rank: This process's rank for ``DistributedDataParallel``.
         world_size: The number of processes; each epoch's order is split between them,
             wrapping around so that every rank has the same number of batches.
+        max_batches: At most this many batches per epoch (the first ones of the epoch's
+            order), for quick runs; ``None`` for all.
 
     Raises:
         TypeError: ``images`` or ``targets`` is not a tensor.
@@ -240,6 +242,7 @@ class TensorLoader:
         device: torch.device | str | None = None,
         rank: int = 0,
         world_size: int = 1,
+        max_batches: int | None = None,
     ) -> None:
         images = check_tensor(images, "images")
         if images.dtype != torch.uint8 and not images.is_floating_point():
@@ -263,6 +266,9 @@ class TensorLoader:
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.max_batches = (
+            None if max_batches is None else check_positive_int(max_batches, "max_batches")
+        )
         self.rank, self.seed, self.shuffle, self.drop_last = rank, seed, shuffle, drop_last
         self.flatten, self.binarize = flatten, binarize
         self.dataset_size = int(images.shape[0])
@@ -292,9 +298,9 @@ class TensorLoader:
 
     def __len__(self) -> int:
         """Number of batches per epoch (on this rank)."""
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
+        full = self.num_samples // self.batch_size
+        n = full if self.drop_last else math.ceil(self.num_samples / self.batch_size)
+        return n if self.max_batches is None else min(n, self.max_batches)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and binarization the next ``iter()`` uses."""
@@ -351,6 +357,7 @@ def mnist_loaders(
     rank: int = 0,
     world_size: int = 1,
     verify: bool = True,
+    max_batches: int | None = None,
 ) -> tuple[TensorLoader, TensorLoader]:
     """The textbook's loaders: shuffled training batches of 100 and the test set in order.
 
@@ -370,6 +377,7 @@ def mnist_loaders(
         rank: This process's rank, for ``DistributedDataParallel``.
         world_size: The number of processes.
         verify: Check official files against their MD5 checksums.
+        max_batches: At most this many batches per epoch from each loader (quick runs).
 
     Returns:
         ``(train_loader, test_loader)``, two :class:`TensorLoader` yielding ``(x, y)``.
@@ -400,6 +408,7 @@ def mnist_loaders(
         device=device,
         rank=rank,
         world_size=world_size,
+        max_batches=max_batches,
     )
     test = TensorLoader(
         *load_dataset(dataset, root, False, download, verify),
@@ -411,5 +420,6 @@ def mnist_loaders(
         device=device,
         rank=rank,
         world_size=world_size,
+        max_batches=max_batches,
     )
     return train, test
