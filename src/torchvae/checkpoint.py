@@ -26,6 +26,7 @@ __all__ = [
     "find_last_checkpoint",
     "get_rng_state",
     "load_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
     "set_rng_state",
 ]
@@ -162,3 +163,32 @@ def find_last_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name))]
     return max(found)[1] if found else None
+
+
+def resolve_checkpoint(
+    resume: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None
+) -> Path:
+    """The file ``resume`` names: a checkpoint file, a folder of them, or ``"last"``.
+
+    Args:
+        resume: a path, or ``"last"`` for the newest checkpoint in ``folder``.
+        folder: where :class:`~torchvae.callbacks.ModelCheckpoint` writes, for ``"last"``.
+
+    Raises:
+        ValueError: ``"last"`` without a ``folder``.
+        FileNotFoundError: a folder that holds no ``epoch-*.pt`` checkpoint.
+    """
+    if str(resume) == "last":
+        if folder is None:
+            raise ValueError("resume='last' needs a ModelCheckpoint callback to know where to look")
+        path = Path(folder)
+    else:
+        path = Path(resume)
+        if not path.is_dir():
+            return path
+    found = find_last_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(
+            f"resume={str(resume)!r}: no epoch-*.pt checkpoint in {str(path)!r}"
+        )
+    return found

@@ -46,7 +46,7 @@ from ._distributed import (
 )
 from ._validation import check_positive_int
 from .callbacks import HOOKS, Callback, ModelCheckpoint
-from .checkpoint import find_last_checkpoint, get_rng_state, load_checkpoint, set_rng_state
+from .checkpoint import get_rng_state, load_checkpoint, resolve_checkpoint, set_rng_state
 from .losses import ELBOLoss, LossOutput
 
 __all__ = ["NonFiniteLossError", "StepOutput", "Trainer"]
@@ -183,49 +183,18 @@ class Trainer:
             ``"none"``: never (each process trains alone).
 
     Distributed training:
-        Launch the same script once per GPU (or several times on CPU) with ``torchrun``;
-        the trainer then initializes the process group from the launcher's environment
-        (``nccl`` on CUDA, with ``device="auto"`` picking ``cuda:LOCAL_RANK``; ``gloo`` on
-        CPU) unless the script already did, and wraps the model and the loss in
-        :class:`~torch.nn.parallel.DistributedDataParallel`, which averages gradients
-        across processes. One machine, two processes::
-
-            torchrun --standalone --nproc_per_node=2 train.py
-
-        Several machines: run on each node, with the same rendezvous endpoint (a host and
-        a free port reachable from every node) and ``--node_rank`` not needed with the
-        ``c10d`` backend::
-
-            torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d \
-                --rdzv-endpoint=$MASTER_ADDR:29500 --rdzv-id=my-run train.py
-
-        (``MASTER_ADDR`` is the address of one of the nodes; with the static launcher
-        ``--nnodes=2 --node_rank=R --master_addr=$MASTER_ADDR --master_port=29500``
-        works too.) What the trainer does under DDP:
-
-        - Data: a Tensor, ``TensorDataset`` or ``Dataset`` is split between the ranks by
-          the trainer; a ``DataLoader`` is rebuilt with a
-          :class:`~torch.utils.data.DistributedSampler` (unless it has one); a
-          :class:`~torchvae.data.TensorLoader` gets ``rank`` and ``world_size`` set.
-          Training data is padded by wrapping around so every rank runs the same number
-          of steps, and shuffled from ``seed + epoch`` (``seed=None`` counts as 0), with
-          ``set_epoch`` called each epoch. Any other iterable is used as given: it must
-          already hold this rank's share, with the same number of batches on every rank.
-        - Batch size is per process: the effective batch is ``batch_size * world_size``.
-        - Metrics: the epoch's loss, reconstruction and KL are summed over ranks (sums of
-          ``value * batch size`` and of batch sizes, one all-reduce per epoch), so every
-          rank reports the mean over all examples seen; :meth:`evaluate` does the same.
-        - Files: callbacks write only on rank 0 (``is_global_zero``); the ranks wait for
-          each other (a barrier) at the end of every epoch, so none runs ahead of a
-          checkpoint. Use a checkpoint directory that every node sees (a shared file
-          system) to resume across nodes.
-        - Randomness: with ``seed=s`` rank ``r`` seeds its generators with ``s + r`` (so
-          the ranks draw different noise; without ``seed``, rank 0 draws a seed for all).
-          A checkpoint holds every rank's random states, so a resume with the same number
-          of processes continues bit for bit; with another number, each rank reseeds
-          from rank 0's saved state plus its rank (correct, but not the same stream).
-        - Every parameter of the model and loss must get a gradient in every step
-          (``find_unused_parameters=False``, the fast setting).
+        Under ``torchrun`` (``torchrun --standalone --nproc_per_node=2 train.py``; for
+        several machines add ``--nnodes``, ``--rdzv-backend=c10d`` and
+        ``--rdzv-endpoint=$MASTER_ADDR:29500``) the trainer starts the process group
+        (``nccl`` on CUDA, ``gloo`` on CPU), wraps the model and the loss in
+        :class:`~torch.nn.parallel.DistributedDataParallel`, gives each rank its share of
+        the data (padded so every rank runs the same number of steps, shuffled from
+        ``seed + epoch``), all-reduces the epoch's metrics so that every rank reports the
+        mean over all examples, and writes files on rank 0 only, with a barrier after
+        each epoch. Rank ``r`` seeds with ``seed + r``; checkpoints hold every rank's
+        random states, so a resume with the same number of processes is exact. The batch
+        size is per process. The documentation's "Several GPUs or machines" guide has
+        the details.
 
     Example:
         >>> from torchvae import VAE, Encoder, Decoder
@@ -655,25 +624,8 @@ class Trainer:
         }
 
     def _resolve(self, resume: str | os.PathLike[str]) -> Path:
-        if str(resume) == "last":
-            folders = [c.dirpath for c in self.callbacks if isinstance(c, ModelCheckpoint)]
-            if not folders:
-                raise ValueError(
-                    "resume='last' needs a ModelCheckpoint callback to know where to look"
-                )
-            found = find_last_checkpoint(folders[0])
-            if found is None:
-                raise FileNotFoundError(
-                    f"resume='last': no epoch-*.pt checkpoint in {str(folders[0])!r}"
-                )
-            return found
-        path = Path(resume)
-        if path.is_dir():
-            found = find_last_checkpoint(path)
-            if found is None:
-                raise FileNotFoundError(f"resume: no epoch-*.pt checkpoint in {str(path)!r}")
-            return found
-        return path
+        folders = [c.dirpath for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+        return resolve_checkpoint(resume, folders[0] if folders else None)
 
     def _callback_keys(self) -> list[str]:
         names = [type(c).__name__ for c in self.callbacks]
