@@ -388,3 +388,14 @@ def test_one_shot_iterables_and_bad_resume_files_are_clear(tmp_path: Path) -> No
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"epoch-0001\.pt.*truncated"):
         Trainer(make_model(), device="cpu").fit(data, epochs=2, resume=path)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, math.nan])
+def test_bad_values_in_a_later_batch_are_named_with_the_step(bad: float) -> None:
+    data = torch.rand(48, D)
+    data[40, 3] = bad
+    batches = [data[0:16], data[16:32], data[32:48]]  # used as given: the third is bad
+    trainer = Trainer(make_model(), device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"batch x must lie in \[0, 1\].*epoch 1 of 1, batch 3"):
+        trainer.fit(batches, epochs=1)
+    assert trainer.global_step == 2

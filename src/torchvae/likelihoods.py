@@ -42,6 +42,14 @@ class Likelihood(nn.Module):
         """Check ``x`` can be scored by this likelihood; returns it unchanged."""
         return check_finite(check_floating(x, name), name)
 
+    def target_ok(self, x: Tensor) -> Tensor:
+        """Whether :meth:`validate_target` would accept ``x``'s values, as a 0-d bool tensor.
+
+        It reads no value back to the host, so a training step can fold it into the one
+        check it makes anyway, instead of paying a device synchronisation for it.
+        """
+        return torch.isfinite(x).all()
+
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         """Log-probability of each feature, broadcast to ``logits``' shape."""
         raise NotImplementedError
@@ -123,6 +131,9 @@ class Bernoulli(Likelihood):
             check_floating(x, name), name, "a Bernoulli likelihood (scale images to [0, 1])"
         )
 
+    def target_ok(self, x: Tensor) -> Tensor:
+        return ((x >= 0) & (x <= 1)).all()
+
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
 
@@ -184,6 +195,9 @@ class ContinuousBernoulli(Likelihood):
         return check_in_unit_interval(
             check_floating(x, name), name, "a continuous Bernoulli likelihood"
         )
+
+    def target_ok(self, x: Tensor) -> Tensor:
+        return ((x >= 0) & (x <= 1)).all()
 
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")

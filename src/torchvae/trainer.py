@@ -44,7 +44,7 @@ from ._distributed import (
     rank_device,
     wants_ddp,
 )
-from ._validation import check_positive_int
+from ._validation import check_finite, check_positive_int, trusted_inputs
 from .callbacks import HOOKS, Callback, ModelCheckpoint
 from .checkpoint import get_rng_state, load_checkpoint, resolve_checkpoint, set_rng_state
 from .losses import ELBOLoss, LossOutput
@@ -480,7 +480,9 @@ class Trainer:
             x, y = unpack(batch, self.device)
             self._call("on_train_batch_start", x)
             try:
-                _, losses = self._compute(x, y)
+                # Value checks are folded into the one check of the step below.
+                with trusted_inputs():
+                    _, losses = self._compute(x, y)
             except ValueError as e:  # the model's own checks; NaN weights are ours to name
                 if _finite(params):
                     raise
@@ -495,11 +497,17 @@ class Trainer:
                 grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
             else:
                 grad_norm = nn.utils.clip_grad_norm_(params, clip)
-            finite = torch.isfinite(losses.total)
+            finite = torch.isfinite(losses.total) & self._target_ok(x)
             if not self.scaler.is_enabled():  # with fp16 the scaler itself skips inf gradients
                 finite = finite & torch.isfinite(grad_norm)
-            skipped = not bool(finite)
+            skipped = not bool(finite)  # the step's one device synchronisation
             if skipped:
+                self._check_batch(x, batch_idx, epochs)
+                if not _finite(params):  # skipping steps cannot clean the weights
+                    raise NonFiniteLossError(
+                        f"the weights hold NaN or inf at {self._where(batch_idx, epochs)}; "
+                        f"{self._last_good()}"
+                    )
                 self._non_finite(losses.total.detach(), grad_norm, batch_idx, epochs)
             else:
                 self.scaler.step(self.optimizer)
@@ -553,6 +561,21 @@ class Trainer:
         if self.distributed:
             dist.barrier()  # no rank starts the next epoch before rank 0's files are written
         set_rng_state(rng)
+
+    def _target_ok(self, x: Tensor) -> Tensor:
+        likelihood = getattr(self.loss, "likelihood", None)
+        return likelihood.target_ok(x) if likelihood is not None else torch.isfinite(x).all()
+
+    def _check_batch(self, x: Tensor, batch_idx: int, epochs: int) -> None:
+        """Name bad data (NaN, values outside the likelihood's support) and where it was."""
+        likelihood = getattr(self.loss, "likelihood", None)
+        try:
+            if likelihood is not None:
+                likelihood.validate_target(x, "batch x")
+            else:
+                check_finite(x, "batch x")
+        except ValueError as e:
+            raise ValueError(f"{e} (at {self._where(batch_idx, epochs)})") from None
 
     def _non_finite(self, total: Tensor, grad_norm: Tensor, batch_idx: int, epochs: int) -> None:
         self.optimizer.zero_grad(set_to_none=True)
