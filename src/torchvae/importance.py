@@ -123,8 +123,7 @@ def log_likelihood(
         raise ValueError(f"x must have shape (batch, ...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         return x.new_empty((0,))
-    # Few enough rows that all k samples of a row fit one call: each example is encoded once.
-    rows = min(x.shape[0], max(1, chunk_size // k))
+    rows = min(x.shape[0], chunk_size)
     pieces = []
     for start in range(0, x.shape[0], rows):
         xs = x[start : start + rows]
