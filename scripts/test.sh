@@ -11,3 +11,7 @@ set -x
 .venv/bin/ruff format --check src tests examples benchmarks
 .venv/bin/mypy
 .venv/bin/python -m pytest --doctest-modules src/torchvae tests "$@"
+# The benchmarks' smoke runs, so that none of them can rot (they assert no timings).
+.venv/bin/python benchmarks/bench_import.py --quick
+.venv/bin/python benchmarks/bench_train.py --quick
+.venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
