@@ -43,7 +43,14 @@ from ._validation import (
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
 from .gaussian import GaussianParams, standard_normal
-from .model import VAEOutput, check_posterior, prepare_input, run_decoder, run_encoder
+from .model import (
+    VAEOutput,
+    check_posterior,
+    prepare_endpoints,
+    prepare_input,
+    run_decoder,
+    run_encoder,
+)
 
 __all__ = ["ConditionalVAE", "EmbeddingKind"]
 
@@ -533,14 +540,7 @@ class ConditionalVAE(nn.Module):
         Returns:
             ``(steps, *x1.shape)``, values in [0, 1].
         """
-        steps = check_positive_int(steps, "steps")
-        if steps < 2:
-            raise ValueError(f"steps must be >= 2 to include both ends, got {steps}")
-        x1, x2 = self._prepare(x1, "x1"), self._prepare(x2, "x2")
-        if x1.shape != x2.shape:
-            raise ValueError(
-                f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
-            )
+        steps, x1, x2 = prepare_endpoints(self._prepare, x1, x2, steps)
         e1 = self._embed(self._labels(y1, x1.shape[0], x1.device, "y1"))
         e2 = e1 if y2 is None else self._embed(self._labels(y2, x2.shape[0], x2.device, "y2"))
         q1, q2 = self._encode_prepared(x1, e1), self._encode_prepared(x2, e2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -58,6 +59,21 @@ def prepare_input(
         return x
     check_finite(x, name)
     return check_finite(x.to(dtype), f"{name} (cast to the model's {dtype})")
+
+
+def prepare_endpoints(
+    prepare: Callable[[object, str], Tensor], x1: object, x2: object, steps: object
+) -> tuple[int, Tensor, Tensor]:
+    """Check :meth:`VAE.interpolate`'s arguments: ``steps >= 2``, ``x1`` and ``x2`` alike."""
+    steps = check_positive_int(steps, "steps")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 to include both ends, got {steps}")
+    a, b = prepare(x1, "x1"), prepare(x2, "x2")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"x1 and x2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return steps, a, b
 
 
 def check_posterior(q: GaussianParams, z: Tensor, x: Tensor, name: str = "x") -> None:
@@ -370,14 +386,7 @@ class VAE(nn.Module):
         Returns:
             ``(steps, *x1.shape)``, values in [0, 1].
         """
-        steps = check_positive_int(steps, "steps")
-        if steps < 2:
-            raise ValueError(f"steps must be >= 2 to include both ends, got {steps}")
-        x1, x2 = self._prepare(x1, "x1"), self._prepare(x2, "x2")
-        if x1.shape != x2.shape:
-            raise ValueError(
-                f"x1 and x2 must have the same shape, got {tuple(x1.shape)} and {tuple(x2.shape)}"
-            )
+        steps, x1, x2 = prepare_endpoints(self._prepare, x1, x2, steps)
         q1, q2 = self._encode_prepared(x1), self._encode_prepared(x2)
         check_posterior(q1, q1.mean, x1, "x1")
         check_posterior(q2, q2.mean, x2, "x2")
