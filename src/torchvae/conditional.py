@@ -55,6 +55,8 @@ from .model import (
 __all__ = ["ConditionalVAE", "EmbeddingKind"]
 
 EmbeddingKind = Literal["one_hot", "learned"]
+"""How a label enters the networks: ``"one_hot"`` (a fixed one-hot code of width
+``num_classes``) or ``"learned"`` (an ``nn.Embedding`` of width ``embedding_dim``)."""
 
 
 class _OneHot(nn.Module):
