@@ -31,6 +31,14 @@ def _sum_event(values: Tensor, event_ndim: int) -> Tensor:
     return values.sum(dim=tuple(range(-event_ndim, 0))) if event_ndim else values
 
 
+def _in_unit_interval(x: Tensor) -> Tensor:
+    """Whether every value of ``x`` is in [0, 1] (NaN is not), as a 0-d bool tensor."""
+    if x.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=x.device)
+    low, high = torch.aminmax(x)  # one pass; NaN propagates and fails both comparisons
+    return (low >= 0) & (high <= 1)
+
+
 class Likelihood(nn.Module):
     r"""Base class: a family :math:`p_\theta(x \mid z)` parameterized by decoder logits.
 
@@ -94,6 +102,10 @@ class Likelihood(nn.Module):
         """:meth:`log_prob` without the checks, for callers that made them."""
         return _sum_event(self.log_prob_elementwise(logits, x), x.ndim - 1)
 
+    def _mean_nll(self, logits: Tensor, x: Tensor) -> Tensor:
+        r""":math:`-\log p(x \mid z)` averaged over the examples (and samples), unchecked."""
+        return -self._log_prob(logits, x).mean()
+
     def distribution(
         self, logits: Tensor, event_ndim: int | None = None
     ) -> Independent[Distribution]:
@@ -132,10 +144,16 @@ class Bernoulli(Likelihood):
         )
 
     def target_ok(self, x: Tensor) -> Tensor:
-        return ((x >= 0) & (x <= 1)).all()
+        return _in_unit_interval(x)
 
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
+    def _mean_nll(self, logits: Tensor, x: Tensor) -> Tensor:
+        # One fused reduction: no per-feature tensor to negate and sum (the training step).
+        rows = logits.numel() // max(1, x[0].numel())
+        total = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="sum")
+        return total / rows
 
     def distribution_elementwise(self, logits: Tensor) -> Distribution:
         return torch.distributions.Bernoulli(logits=logits, validate_args=False)
@@ -197,7 +215,7 @@ class ContinuousBernoulli(Likelihood):
         )
 
     def target_ok(self, x: Tensor) -> Tensor:
-        return ((x >= 0) & (x <= 1)).all()
+        return _in_unit_interval(x)
 
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")

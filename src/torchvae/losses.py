@@ -143,7 +143,7 @@ class ELBOLoss(nn.Module):
             x: the data the model was called with, ``(batch, ...)``.
         """
         out, x = _check_pair(out, x, self.likelihood)
-        reconstruction = -self.likelihood._log_prob(out.logits, x).mean()
+        reconstruction = self.likelihood._mean_nll(out.logits, x)
         kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
         kl = kl_per_dim.sum()
         penalty = kl_per_dim.clamp_min(self.free_bits).sum() if self.free_bits > 0 else kl
