@@ -46,6 +46,7 @@ from .gaussian import GaussianParams, standard_normal
 from .model import (
     VAEOutput,
     check_posterior,
+    make_output,
     prepare_endpoints,
     prepare_input,
     run_decoder,
@@ -435,14 +436,7 @@ class ConditionalVAE(nn.Module):
         z = q.rsample(n_samples, generator=generator)
         check_posterior(q, z, x)
         logits = self._decode_logits_embedded(z, e)
-        lead = z.shape[:-1]
-        if logits.shape[len(lead) :].numel() != x.shape[1:].numel():
-            raise ValueError(
-                f"decoder output has {logits.shape[len(lead) :].numel()} features per example "
-                f"but x has {x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
-                f"{tuple(logits.shape)})"
-            )
-        return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
+        return make_output(q, z, logits, x)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor, sample: bool = False) -> Tensor:

@@ -152,6 +152,19 @@ class VAEOutput(NamedTuple):
         return GaussianParams(self.mean, self.log_var)
 
 
+def make_output(q: GaussianParams, z: Tensor, logits: Tensor, x: Tensor) -> VAEOutput:
+    """Check the decoder's ``logits`` for ``x`` and shape them like ``x`` (behind any samples)."""
+    lead = z.shape[:-1]
+    features = logits.shape[len(lead) :].numel()
+    if features != x.shape[1:].numel():
+        raise ValueError(
+            f"decoder output has {features} features per example but x has "
+            f"{x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
+            f"{tuple(logits.shape)})"
+        )
+    return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
+
+
 class VAE(nn.Module):
     r"""A variational autoencoder built from any encoder and decoder.
 
@@ -315,14 +328,7 @@ class VAE(nn.Module):
         z = q.rsample(n_samples, generator=generator)
         check_posterior(q, z, x)
         logits = self._decode_logits(z)
-        lead = z.shape[:-1]
-        if logits.shape[len(lead) :].numel() != x.shape[1:].numel():
-            raise ValueError(
-                f"decoder output has {logits.shape[len(lead) :].numel()} features per example "
-                f"but x has {x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
-                f"{tuple(logits.shape)})"
-            )
-        return VAEOutput(logits.reshape(*lead[:-1], *x.shape), q.mean, q.log_var, z)
+        return make_output(q, z, logits, x)
 
     @torch.no_grad()
     def reconstruct(
