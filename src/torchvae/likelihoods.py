@@ -13,11 +13,12 @@ shape ``(*sample, batch)``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, Independent, Normal
 
 from ._validation import check_finite, check_floating, check_in_unit_interval
@@ -29,6 +30,51 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 def _sum_event(values: Tensor, event_ndim: int) -> Tensor:
     return values.sum(dim=tuple(range(-event_ndim, 0))) if event_ndim else values
+
+
+class _BernoulliNLL(torch.autograd.Function):
+    r"""Elementwise :math:`\operatorname{softplus}(\ell) - x\ell`, summed over the last ``n`` dims.
+
+    On the CPU this is 3-4x faster than ``binary_cross_entropy_with_logits``: ATen's CPU
+    ``log1p`` (inside softplus and BCE) is scalar code, while ``exp`` and ``log`` are
+    vectorized. It uses :math:`\operatorname{softplus}(\ell) = \max(\ell, 0) +
+    \log(1 + e^{-|\ell|})`, where rounding :math:`1 + e^{-|\ell|}` costs at most one
+    unit in the last place of 1 (:math:`6 \cdot 10^{-8}` nats per feature in float32),
+    no more than rounding the result itself. The gradient is exact:
+    :math:`\sigma(\ell) - x`.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
+        ctx.save_for_backward(logits, x)
+        ctx.event_ndim = event_ndim
+        # In-place chain: one temporary the size of the logits, no per-op allocation.
+        value = logits.abs().neg_().exp_().add_(1.0).log_()
+        value.add_(logits.clamp_min(0.0)).addcmul_(x, logits, value=-1.0)
+        return _sum_event(value, event_ndim)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        logits, x = ctx.saved_tensors
+        g = grad.reshape(*grad.shape, *([1] * ctx.event_ndim))
+        grad_logits = torch.sigmoid(logits).sub_(x).mul_(g) if ctx.needs_input_grad[0] else None
+        grad_x = (-g * logits).sum_to_size(x.shape) if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x, None
+
+
+def _bernoulli_nll(logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
+    r""":math:`-\log p(x \mid z)` per example for logits ``(..., *event)`` and ``x`` broadcast."""
+    if logits.device.type != "cpu":  # one fused kernel there; log1p is fast on GPUs
+        target = x.expand_as(logits)
+        if event_ndim == logits.ndim:
+            return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+        nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return _sum_event(nll, event_ndim)
+    if logits.dtype in (torch.float16, torch.bfloat16):  # autocast: score in float32
+        logits = logits.float()
+    out: Tensor = _BernoulliNLL.apply(logits, x.to(logits.dtype), event_ndim)
+    return out
 
 
 def _in_unit_interval(x: Tensor) -> Tensor:
@@ -149,11 +195,12 @@ class Bernoulli(Likelihood):
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
 
+    def _log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
+        return -_bernoulli_nll(logits, x, x.ndim - 1)
+
     def _mean_nll(self, logits: Tensor, x: Tensor) -> Tensor:
-        # One fused reduction: no per-feature tensor to negate and sum (the training step).
         rows = logits.numel() // max(1, x[0].numel())
-        total = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="sum")
-        return total / rows
+        return _bernoulli_nll(logits, x, logits.ndim).sum() / rows
 
     def distribution_elementwise(self, logits: Tensor) -> Distribution:
         return torch.distributions.Bernoulli(logits=logits, validate_args=False)
