@@ -303,3 +303,28 @@ def test_bad_log_likelihood_arguments(tiny: VAE) -> None:
         ) if False else log_likelihood(
             tiny, torch.full((2, 6), math.nan), k=10, likelihood=Gaussian()
         )
+
+
+def test_log_likelihood_encodes_each_example_once_when_k_fits_a_chunk() -> None:
+    """All k samples of an example are decoded together, so the encoder runs once for it."""
+    from torchvae.decoders import Decoder
+    from torchvae.encoders import Encoder
+
+    model = VAE(Encoder(6, 4, 2), Decoder(2, 4, 6))
+    encoded: list[int] = []
+    decoded: list[int] = []
+    model.encoder.register_forward_hook(lambda m, args, out: encoded.append(args[0].shape[0]))
+    decode = model._decode_logits
+
+    def counting_decode(z: Tensor) -> Tensor:
+        decoded.append(z.shape[:-1].numel())
+        return decode(z)
+
+    model._decode_logits = counting_decode  # type: ignore[method-assign]
+    log_likelihood(model, torch.rand(10, 6), k=30, chunk_size=64)
+    assert sum(encoded) == 10, encoded  # not once per sample
+    assert max(decoded) <= 64 and sum(decoded) == 10 * 30, decoded
+    encoded.clear()
+    decoded.clear()
+    log_likelihood(model, torch.rand(3, 6), k=100, chunk_size=40)  # k > chunk_size
+    assert sum(encoded) == 3 * 3 and max(decoded) <= 40, encoded

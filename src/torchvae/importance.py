@@ -123,7 +123,9 @@ def log_likelihood(
         raise ValueError(f"x must have shape (batch, ...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         return x.new_empty((0,))
-    rows = min(x.shape[0], chunk_size)
+    # As few examples per call as fill a chunk with all k samples: the encoder then runs
+    # once per example (k <= chunk_size), not once per sample.
+    rows = max(1, min(x.shape[0], chunk_size // k))
     pieces = []
     for start in range(0, x.shape[0], rows):
         xs = x[start : start + rows]
