@@ -13,10 +13,14 @@ Cases (``--cases``, comma-separated; ``--list`` shows them):
                     DataLoader(batch_size=128, shuffle=True) with no workers (the CPU path).
   textbook-w4       the textbook chapter's loop: the same, with num_workers=4 as the book.
   textbook-w0       the textbook loop with num_workers=0.
-  bare              a bare loop over a preloaded float32 tensor, randperm indexing.
-  bare-compile      the same with torch.compile of the forward pass and loss.
+  bare              a bare loop over a preloaded float32 tensor, randperm indexing, with
+                    torch.optim.Adam's default (foreach) implementation.
+  bare-fused        the same with Adam(fused=True), the Trainer's default optimizer: the
+                    reference for what the Trainer itself adds.
+  bare-compile      the bare loop with torch.compile of the forward pass and loss.
   pythae            pythae's BaseTrainer with pythae.models.VAE (needs pythae installed).
-  torchvae          torchvae's Trainer with its own TensorLoader (uint8 in memory), fp32.
+  torchvae          torchvae's Trainer with its own TensorLoader (uint8 in memory), fp32,
+                    and its default optimizer (Adam, lr=1e-3, PyTorch's fused kernel).
   torchvae-compile  the same with the Trainer's opt-in torch.compile.
   torchvae-bf16     the same with CPU bf16 autocast (opt-in).
 
@@ -55,6 +59,7 @@ CASES = [
     "textbook-w4",
     "textbook-w0",
     "bare",
+    "bare-fused",
     "bare-compile",
     "pythae",
     "torchvae",
@@ -62,7 +67,7 @@ CASES = [
     "torchvae-bf16",
 ]
 QUICK_CASES = [c for c in CASES if not c.endswith("-compile")]
-REFERENCES = ["pytorch-examples", "pythae", "bare"]
+REFERENCES = ["pytorch-examples", "pythae", "bare", "bare-fused"]
 BATCH_SIZE = 128
 LR = 1e-3
 
@@ -157,13 +162,13 @@ def case_dataloader(ctx: Ctx, workers: int, textbook: bool) -> dict[str, Any]:
     }
 
 
-def case_bare(ctx: Ctx, compile_: bool) -> dict[str, Any]:
+def case_bare(ctx: Ctx, compile_: bool, fused: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     x = B.load_float(ctx.work, train=True)
     load_s = time.perf_counter() - t0
     torch.manual_seed(ctx.seed)
     model = B.ExamplesVAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=fused or None)
 
     def loss_of(xb: Tensor) -> Tensor:
         recon, mu, logvar = model(xb)
@@ -314,7 +319,6 @@ def case_torchvae(ctx: Ctx, variant: str) -> dict[str, Any]:
     trainer = Trainer(
         model,
         loss=ELBOLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=LR),
         callbacks=[timer],
         device="cpu",
         seed=ctx.seed,
@@ -345,8 +349,8 @@ def run_case(name: str, ctx: Ctx) -> dict[str, Any]:
         return case_dataloader(ctx, workers=0, textbook=False)
     if name.startswith("textbook-w"):
         return case_dataloader(ctx, workers=int(name.removeprefix("textbook-w")), textbook=True)
-    if name in ("bare", "bare-compile"):
-        return case_bare(ctx, compile_=name == "bare-compile")
+    if name in ("bare", "bare-fused", "bare-compile"):
+        return case_bare(ctx, compile_=name == "bare-compile", fused=name == "bare-fused")
     if name == "pythae":
         return case_pythae(ctx)
     if name.startswith("torchvae"):
@@ -463,6 +467,9 @@ def report(summaries: dict[str, dict[str, Any]], skipped: dict[str, str]) -> Non
         if ref in summaries:
             ratio = summaries[ref]["s_epoch"] / tv["s_epoch"]
             print(f"{'met' if ratio >= need else 'NOT met':7s} {what}: {ratio:.2f}x")
+    if "bare-fused" in summaries:
+        ratio = summaries["bare-fused"]["s_epoch"] / tv["s_epoch"]
+        print(f"(info)  torchvae vs bare-fused (same optimizer, the Trainer's cost): {ratio:.2f}x")
     if "pytorch-examples" in summaries:
         ok = tv["peak_rss_mb"] <= summaries["pytorch-examples"]["peak_rss_mb"]
         print(

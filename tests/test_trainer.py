@@ -399,3 +399,44 @@ def test_bad_values_in_a_later_batch_are_named_with_the_step(bad: float) -> None
     with pytest.raises(ValueError, match=r"batch x must lie in \[0, 1\].*epoch 1 of 1, batch 3"):
         trainer.fit(batches, epochs=1)
     assert trainer.global_step == 2
+
+
+def test_default_optimizer_is_fused_adam_over_model_and_loss() -> None:
+    model, loss = make_model(), ELBOLoss(Gaussian(learn_scale=True))
+    trainer = Trainer(model, loss, device="cpu")
+    assert isinstance(trainer.optimizer, torch.optim.Adam)
+    group = trainer.optimizer.param_groups[0]
+    assert group["fused"] is True and group["lr"] == 1e-3
+    assert len(group["params"]) == len([*model.parameters(), *loss.parameters()])
+    custom = torch.optim.Adam(model.parameters())
+    assert Trainer(make_model(), optimizer=custom, device="cpu").optimizer is custom
+
+
+def _denormals_flushed() -> bool:
+    return float(torch.tensor(1e-39) * 1.0) == 0.0
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_holds_only_while_fitting(flush: bool) -> None:
+    seen: list[bool] = []
+
+    class Probe(Callback):
+        def on_train_batch_start(self, trainer: Trainer, x: Tensor) -> None:
+            seen.append(_denormals_flushed())
+
+    assert not _denormals_flushed()
+    trainer = Trainer(
+        make_model(), device="cpu", batch_size=64, callbacks=[Probe()], flush_denormal=flush
+    )
+    trainer.fit(make_data(128), epochs=1)
+    assert seen == [flush, flush]
+    assert not _denormals_flushed()  # the process's mode is restored
+    # A mode the user set stays set.
+    torch.set_flush_denormal(True)
+    try:
+        trainer.fit(make_data(128), epochs=2)
+        assert _denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+    with pytest.raises(TypeError, match="flush_denormal must be a bool"):
+        Trainer(make_model(), device="cpu", flush_denormal=1)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -76,6 +76,9 @@ class StepOutput(NamedTuple):
     y: Tensor | None
     grad_norm: Tensor
     skipped: bool
+
+
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _auto_device(device: str | torch.device) -> torch.device:
@@ -137,6 +140,37 @@ def _seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
 
 
+def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam(lr=1e-3), fused where PyTorch has the fused kernel for every parameter."""
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_DTYPES for p in params
+    )
+    return torch.optim.Adam(params, lr=1e-3, fused=fused or None)
+
+
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (a denormal then reads as 0)."""
+    return float(torch.tensor(1e-39) * 1.0) == 0.0
+
+
+@contextlib.contextmanager
+def _flush_denormal(enabled: bool) -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU inside the block; restore the mode after.
+
+    Adam's moment estimates for a unit whose gradient has become exactly zero (a dead
+    ReLU) decay geometrically and pass through the denormal range (below 1.2e-38), where
+    x86 arithmetic takes a slow microcode path: epochs of a 784-400-20 MLP went from 2.5 s
+    to 3.6 s here while it lasted. Flushing changes only values below 1.2e-38.
+    """
+    if not enabled or _flushing_denormals() or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _finite(params: list[Tensor]) -> bool:
     return bool(torch.isfinite(nn.utils.get_total_norm(params, norm_type=math.inf)))
 
@@ -156,7 +190,9 @@ class Trainer:
         loss: the objective; default :class:`~torchvae.ELBOLoss`. When it has
             ``n_samples`` (e.g. :class:`~torchvae.IWAELoss`) the model is called with it.
         optimizer: default ``Adam(lr=1e-3)`` over the model's *and the loss's*
-            parameters (a Gaussian likelihood may learn its scale); a custom optimizer
+            parameters (a Gaussian likelihood may learn its scale), with PyTorch's fused
+            kernel on CPU and CUDA (one pass over the parameters instead of a dozen
+            ``foreach`` ops: 10-15% of a small MLP's training step); a custom optimizer
             should include the loss's parameters too.
         scheduler: a learning-rate scheduler, stepped after each epoch (or each step with
             ``scheduler_interval="step"``); ``ReduceLROnPlateau`` is given the epoch's
@@ -181,6 +217,11 @@ class Trainer:
             initialized or the launcher set ``WORLD_SIZE > 1`` (``torchrun``), else one
             process; ``"ddp"``: require it (also for a single process under torchrun);
             ``"none"``: never (each process trains alone).
+        flush_denormal: on the CPU, treat floats below :math:`1.2 \cdot 10^{-38}`
+            (denormals) as zero while :meth:`fit` runs (:func:`torch.set_flush_denormal`;
+            the previous mode is restored after). Adam's moments for dead ReLU units decay
+            through that range, where x86 arithmetic is many times slower: without it,
+            the Fashion-MNIST MLP's epochs took 3.6 s instead of 2.5 s here.
 
     Distributed training:
         Under ``torchrun`` (``torchrun --standalone --nproc_per_node=2 train.py``; for
@@ -223,6 +264,7 @@ class Trainer:
         batch_size: int = 128,
         log_every_n_steps: int = 50,
         strategy: Strategy = "auto",
+        flush_denormal: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -231,6 +273,12 @@ class Trainer:
         if isinstance(callbacks, Iterable):
             callbacks = list(callbacks)
         _check_arguments(loss, optimizer, callbacks, grad_clip, seed, compile)
+        if not isinstance(flush_denormal, bool):
+            raise TypeError(
+                f"flush_denormal must be a bool, got {type(flush_denormal).__name__} "
+                f"{flush_denormal!r}"
+            )
+        self.flush_denormal = flush_denormal
         distributed = wants_ddp(strategy)
         self.device = _auto_device(device)
         if distributed:
@@ -238,7 +286,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.loss = (ELBOLoss() if loss is None else loss).to(self.device)
         params = [*self.model.parameters(), *self.loss.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=1e-3) if optimizer is None else optimizer
+        self.optimizer = _default_optimizer(params) if optimizer is None else optimizer
         self.scheduler = scheduler
         for name, value, allowed in (
             ("scheduler_interval", scheduler_interval, ("epoch", "step")),
@@ -380,8 +428,9 @@ class Trainer:
                 self._check_disk_space()
             if self.distributed:
                 dist.barrier()
-            while self.epoch < epochs and not self.should_stop:
-                self._run_epoch(train_batches, epochs)
+            with _flush_denormal(self.flush_denormal and self.device.type == "cpu"):
+                while self.epoch < epochs and not self.should_stop:
+                    self._run_epoch(train_batches, epochs)
             self._call("on_fit_end")
         except OSError as e:
             # After steps were taken, say what is safe where (before, the error says enough).
