@@ -206,24 +206,35 @@ def test_cpu_bernoulli_kernel_matches_bce_and_its_gradients() -> None:
     """The CPU fast path (log(1 + e^-|l|), vectorized) against torch's BCE with logits."""
     import torch.nn.functional as F
 
-    from torchvae.likelihoods import _bernoulli_nll
+    from torchvae.likelihoods import _FAST_BERNOULLI_MIN_NUMEL, _bernoulli_nll, _BernoulliNLL
 
     torch.manual_seed(0)
     logits = (torch.randn(3, 4, 5, dtype=torch.float64) * 8).requires_grad_()
     x = torch.rand(4, 5, dtype=torch.float64).requires_grad_()  # broadcast over 3 samples
-    assert torch.autograd.gradcheck(lambda a, b: _bernoulli_nll(a, b, 1), (logits, x))
+    assert torch.autograd.gradcheck(lambda a, b: _BernoulliNLL.apply(a, b, 1), (logits, x))
     reference = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-    torch.testing.assert_close(_bernoulli_nll(logits, x, 1), reference.sum(-1), rtol=0, atol=1e-13)
+    got = _BernoulliNLL.apply(logits, x, 1)
+    torch.testing.assert_close(got, reference.sum(-1), rtol=0, atol=1e-13)
     # float32, far into both tails and at the largest finite logits: within rounding.
     ell = torch.tensor([-3e38, -1e4, -90.0, -17.0, -1e-3, 0.0, 1e-3, 17.0, 90.0, 1e4, 3e38])
     target = torch.tensor([0.0, 0.5, 1.0, 0.0, 1.0, 0.3, 0.0, 1.0, 0.0, 1.0, 1.0])
     exact = F.binary_cross_entropy_with_logits(ell.double(), target.double(), reduction="none")
-    got = _bernoulli_nll(ell.view(1, -1), target.view(1, -1), 0).view(-1)
+    got = _BernoulliNLL.apply(ell.view(1, -1), target.view(1, -1), 0).view(-1)
     assert bool(torch.isfinite(got).all())
     assert (got.double() - exact).abs().max().item() <= 1.2e-7 * exact.abs().clamp_min(1).max()
+    # Large CPU tensors take the kernel, small ones torch's BCE; both give the same numbers.
+    big = torch.randn(2, 1 + _FAST_BERNOULLI_MIN_NUMEL // 784, 784) * 4
+    images = torch.rand(big.shape[1:])
+    fast = _bernoulli_nll(big, images, 1)
+    slow = F.binary_cross_entropy_with_logits(big, images.expand_as(big), reduction="none")
+    torch.testing.assert_close(fast, slow.sum(-1), rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(
+        Bernoulli()._mean_nll(big, images), slow.sum() / big[..., 0].numel(), rtol=1e-6, atol=0
+    )
     # Reduced precision (autocast) is scored in float32, and its gradient comes back bf16.
-    half = torch.randn(2, 6, dtype=torch.bfloat16, requires_grad=True)
-    value = Bernoulli()._mean_nll(half, torch.rand(2, 6))
-    assert value.dtype == torch.float32
-    value.backward()
-    assert half.grad is not None and half.grad.dtype == torch.bfloat16
+    for shape in [(2, 6), tuple(big.shape)]:
+        half = torch.randn(shape, dtype=torch.bfloat16, requires_grad=True)
+        value = Bernoulli()._mean_nll(half, torch.rand(shape[-2:]))
+        assert value.dtype == torch.float32
+        value.backward()
+        assert half.grad is not None and half.grad.dtype == torch.bfloat16

@@ -17,7 +17,7 @@ from torchvae.callbacks import BetaSchedule, Callback, ModelCheckpoint
 from torchvae.checkpoint import CheckpointError, load_checkpoint
 from torchvae.decoders import Decoder
 from torchvae.encoders import Encoder
-from torchvae.likelihoods import Gaussian
+from torchvae.likelihoods import Bernoulli, Gaussian
 from torchvae.losses import ELBOLoss, IWAELoss
 from torchvae.model import VAE, VAEOutput
 from torchvae.schedules import Linear
@@ -399,6 +399,32 @@ def test_bad_values_in_a_later_batch_are_named_with_the_step(bad: float) -> None
     with pytest.raises(ValueError, match=r"batch x must lie in \[0, 1\].*epoch 1 of 1, batch 3"):
         trainer.fit(batches, epochs=1)
     assert trainer.global_step == 2
+
+
+def test_batches_are_read_only_when_their_loader_cannot_vouch_for_them() -> None:
+    """uint8 TensorLoader batches are in [0, 1] by construction; float ones are checked."""
+    from torchvae.data import TensorLoader
+
+    assert TensorLoader(torch.zeros(4, D, dtype=torch.uint8)).in_unit_interval
+    floats = torch.rand(48, D)
+    floats[40, 3] = 1.5
+    loader = TensorLoader(floats, batch_size=16)
+    assert not loader.in_unit_interval
+    trainer = Trainer(make_model(), device="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"batch x must lie in \[0, 1\].*epoch 1 of 1, batch 3"):
+        trainer.fit(loader, epochs=1)
+    checked: list[int] = []
+
+    class Counting(Bernoulli):
+        def target_ok(self, x: Tensor) -> Tensor:
+            checked.append(x.shape[0])
+            return super().target_ok(x)
+
+    images = (torch.rand(48, D) * 255).to(torch.uint8)
+    Trainer(make_model(), ELBOLoss(Counting()), device="cpu").fit(TensorLoader(images), epochs=1)
+    assert checked == []
+    Trainer(make_model(), ELBOLoss(Counting()), device="cpu").fit(images.float() / 255, epochs=1)
+    assert checked != []
 
 
 def test_default_optimizer_is_fused_adam_over_model_and_loss() -> None:

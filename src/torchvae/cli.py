@@ -43,7 +43,7 @@ from .model import VAE
 from .schedules import Linear
 from .serialization import SerializationError, load_model, model_config, model_from_config
 from .serialization import save_model as _save_model
-from .trainer import Trainer
+from .trainer import Trainer, _default_optimizer
 
 __all__ = ["build_parser", "main"]
 
@@ -442,6 +442,8 @@ def _train(args: argparse.Namespace) -> None:
     torch.manual_seed(settings["seed"])  # the initial weights, too, follow --seed
     model = _build_model(settings, image_shape)
     loss = ELBOLoss(_likelihood(settings["likelihood"]), settings["beta"], settings["free_bits"])
+    model.to(rank_device(device))  # so that the optimizer is made for the right device
+    loss.to(rank_device(device))
     params = [*model.parameters(), *loss.parameters()]
     run: dict[str, Any] = {
         "settings": settings,
@@ -459,7 +461,7 @@ def _train(args: argparse.Namespace) -> None:
     trainer = Trainer(
         model,
         loss,
-        torch.optim.Adam(params, lr=settings["lr"]),
+        _default_optimizer(params, lr=settings["lr"]),
         callbacks=callbacks,
         device=device,
         seed=settings["seed"],

@@ -292,6 +292,14 @@ class TensorLoader:
         return x.to(torch.float32).div_(255) if x.dtype == torch.uint8 else x.to(torch.float32)
 
     @property
+    def in_unit_interval(self) -> bool:
+        """Whether every batch is finite and in [0, 1] by construction (``uint8`` images).
+
+        The :class:`~torchvae.Trainer` then skips checking each batch's values.
+        """
+        return self.images.dtype == torch.uint8
+
+    @property
     def num_samples(self) -> int:
         """Images this rank sees per epoch (padded by wrapping when sharded)."""
         return math.ceil(self.dataset_size / self.world_size)

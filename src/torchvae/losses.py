@@ -147,7 +147,7 @@ class ELBOLoss(nn.Module):
         kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
         kl = kl_per_dim.sum()
         penalty = kl_per_dim.clamp_min(self.free_bits).sum() if self.free_bits > 0 else kl
-        total = reconstruction + self._beta * penalty
+        total = reconstruction + (penalty if self._beta == 1.0 else self._beta * penalty)
         return LossOutput(total, reconstruction, kl, kl_per_dim)
 
     def extra_repr(self) -> str:
