@@ -90,7 +90,9 @@ def log_likelihood(
 
     The ``k`` samples are drawn and decoded in chunks of at most ``chunk_size`` decoded
     examples at a time, and combined with a running log-sum-exp, so peak memory is set by
-    ``chunk_size`` whatever ``k`` is (``k=5000`` fits as well as ``k=50``). The model's
+    ``chunk_size`` whatever ``k`` is (``k=5000`` fits as well as ``k=50``). Each chunk
+    holds all ``k`` samples of as few examples as it can, so that an example is encoded
+    once (``ceil(k / chunk_size)`` times when ``k > chunk_size``). The model's
     train/eval mode is left as it is: call ``model.eval()`` first if it has dropout or
     batch norm.
 
