@@ -8,6 +8,7 @@ trainer's documentation says what it does with them.
 from __future__ import annotations
 
 import atexit
+import gc
 import inspect
 import os
 from collections.abc import Callable, Iterable
@@ -86,8 +87,17 @@ def init_process_group(device: torch.device) -> None:
 
 
 def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group at exit, while the interpreter is still fully alive.
+
+    A Trainer holds its DDP wrapper in a reference cycle; without this collection the
+    wrapper, and the gloo work it references, could be freed only during interpreter
+    finalization, where gloo can abort the process ("terminate called without an active
+    exception") after the script has finished.
+    """
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    dist.destroy_process_group()
 
 
 class ModelAndLoss(nn.Module):
