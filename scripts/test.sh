@@ -15,3 +15,4 @@ set -x
 .venv/bin/python benchmarks/bench_import.py --quick
 .venv/bin/python benchmarks/bench_train.py --quick
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_step.py --quick
