@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ._validation import check_floating, check_positive_int, check_real, validation_enabled
 from .gaussian import standard_normal_log_prob
-from .likelihoods import Bernoulli, Likelihood
+from .likelihoods import Likelihood, check_likelihood
 
 if TYPE_CHECKING:
     from .model import VAEOutput
@@ -47,20 +47,9 @@ def importance_log_weights(
         TypeError: ``likelihood`` is not a :class:`~torchvae.Likelihood`.
         ValueError: ``x`` does not fit ``out`` or is not a valid target.
     """
-    likelihood = _check_likelihood(likelihood)
+    likelihood = check_likelihood(likelihood)
     likelihood.log_prob(out.logits, x)  # only for its checks of logits and x
     return _importance_log_weights(out, x.to(out.logits.dtype), likelihood)
-
-
-def _check_likelihood(likelihood: object) -> Likelihood:
-    if likelihood is None:
-        return Bernoulli()
-    if not isinstance(likelihood, Likelihood):
-        raise TypeError(
-            f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
-            f"got {type(likelihood).__name__}"
-        )
-    return likelihood
 
 
 def _importance_log_weights(
@@ -119,7 +108,7 @@ def log_likelihood(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     k = check_positive_int(k, "k")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    likelihood = _check_likelihood(likelihood)
+    likelihood = check_likelihood(likelihood)
     likelihood.validate_target(check_floating(x, "x"))
     if x.ndim < 2:
         raise ValueError(f"x must have shape (batch, ...), got shape {tuple(x.shape)}")

@@ -344,3 +344,15 @@ class Gaussian(Likelihood):
     def extra_repr(self) -> str:
         scale = float(torch.exp(self.log_scale.detach()))
         return f"scale={scale:.4g}, learn_scale={self.learn_scale}, link={self.link!r}"
+
+
+def check_likelihood(likelihood: object) -> Likelihood:
+    """``likelihood``, or :class:`Bernoulli` for ``None``; a ``TypeError`` for anything else."""
+    if likelihood is None:
+        return Bernoulli()
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(
+            f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
+            f"got {type(likelihood).__name__}"
+        )
+    return likelihood

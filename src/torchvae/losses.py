@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ._validation import check_positive_int
 from .gaussian import _gaussian_kl
 from .importance import _importance_log_weights
-from .likelihoods import Bernoulli, Likelihood
+from .likelihoods import Likelihood, check_likelihood
 from .model import VAEOutput
 
 __all__ = ["ELBOLoss", "IWAELoss", "LossOutput"]
@@ -54,17 +54,6 @@ def _check_non_negative(value: object, name: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite float >= 0, got {value}")
     return float(value)
-
-
-def _check_likelihood(likelihood: object) -> Likelihood:
-    if likelihood is None:
-        return Bernoulli()
-    if not isinstance(likelihood, Likelihood):
-        raise TypeError(
-            f"likelihood must be a torchvae Likelihood (Bernoulli(), Gaussian(), ...), "
-            f"got {type(likelihood).__name__}"
-        )
-    return likelihood
 
 
 def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> tuple[VAEOutput, Tensor]:
@@ -122,7 +111,7 @@ class ELBOLoss(nn.Module):
         self, likelihood: Likelihood | None = None, beta: float = 1.0, free_bits: float = 0.0
     ) -> None:
         super().__init__()
-        self.likelihood = _check_likelihood(likelihood)
+        self.likelihood = check_likelihood(likelihood)
         self.beta = beta
         self.free_bits = _check_non_negative(free_bits, "free_bits")
 
@@ -181,7 +170,7 @@ class IWAELoss(nn.Module):
     def __init__(self, k: int = 5, likelihood: Likelihood | None = None) -> None:
         super().__init__()
         self.n_samples = check_positive_int(k, "k")
-        self.likelihood = _check_likelihood(likelihood)
+        self.likelihood = check_likelihood(likelihood)
 
     def forward(self, out: VAEOutput, x: Tensor) -> LossOutput:
         """Compute the loss; ``out`` must come from ``model(x, n_samples=k)``."""
