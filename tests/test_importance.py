@@ -20,7 +20,7 @@ from torch.distributions import MultivariateNormal, kl_divergence
 
 from torchvae.gaussian import GaussianParams
 from torchvae.importance import bits_per_dim, importance_log_weights, log_likelihood
-from torchvae.likelihoods import Gaussian
+from torchvae.likelihoods import Bernoulli, Gaussian
 from torchvae.losses import ELBOLoss, IWAELoss
 from torchvae.model import VAE, VAEOutput
 
@@ -79,7 +79,11 @@ def make_model(W: Tensor, b: Tensor, mean_offset: float = 0.0, log_var_shift: fl
     A, c, Sigma = posterior_of(W, b)
     std = Sigma.diagonal().sqrt()
     log_var = Sigma.diagonal().log() + log_var_shift
-    return VAE(LinearEncoder(A, c + mean_offset * std, log_var), LinearDecoder(W, b)).double()
+    return VAE(
+        LinearEncoder(A, c + mean_offset * std, log_var),
+        LinearDecoder(W, b),
+        likelihood=Gaussian(scale=S, link="identity"),
+    ).double()
 
 
 @pytest.fixture
@@ -115,7 +119,7 @@ def test_elbo_loss_estimates_the_analytic_elbo(problem: tuple[Tensor, ...]) -> N
     model = make_model(W, b, mean_offset=1.0, log_var_shift=0.5)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        loss = ELBOLoss(LIKELIHOOD)(model(x, n_samples=20_000, generator=gen), x)
+        loss = ELBOLoss()(model(x, n_samples=20_000, generator=gen), x)
         elbo = analytic_elbo(model, x).mean()
         log_px = exact_log_px(W, b, x).mean()
     assert -loss.total.item() == pytest.approx(elbo.item(), abs=0.02)
@@ -134,11 +138,11 @@ def test_iwae_tightens_with_k(problem: tuple[Tensor, ...]) -> None:
     with torch.no_grad():
         for k in (1, 4, 16, 64):
             out = model(x_rep, n_samples=k, generator=gen)
-            log_w, _ = importance_log_weights(out, x_rep, LIKELIHOOD)
+            log_w, _ = importance_log_weights(out, x_rep)
             per_rep = torch.logsumexp(log_w, 0) - math.log(k)
             bounds.append(per_rep.mean().item())
             errors.append(per_rep.std().item() / math.sqrt(repeats))
-            torch.testing.assert_close(-IWAELoss(k, LIKELIHOOD)(out, x_rep).total, per_rep.mean())
+            torch.testing.assert_close(-IWAELoss(k)(out, x_rep).total, per_rep.mean())
     assert log_px - bounds[0] > 0.5, bounds  # a loose encoder: the ELBO is well below
     for i in range(len(bounds) - 1):
         assert bounds[i + 1] > bounds[i] + 3 * math.hypot(errors[i], errors[i + 1]), bounds
@@ -149,9 +153,7 @@ def test_iwae_converges_to_log_px_for_large_k(problem: tuple[Tensor, ...]) -> No
     W, b, x = problem
     model = make_model(W, b, mean_offset=0.5, log_var_shift=0.3)
     gen = torch.Generator().manual_seed(3)
-    estimate = log_likelihood(
-        model, x, k=5000, likelihood=LIKELIHOOD, chunk_size=512, generator=gen
-    )
+    estimate = log_likelihood(model, x, k=5000, chunk_size=512, generator=gen)
     log_px = exact_log_px(W, b, x)
     torch.testing.assert_close(estimate, log_px, rtol=0, atol=0.03)
     with torch.no_grad():
@@ -171,9 +173,9 @@ def test_bounds_are_exact_when_the_encoder_is_the_exact_posterior() -> None:
     with torch.no_grad():
         torch.testing.assert_close(analytic_elbo(model, x), log_px)
         for k in (1, 3, 50):
-            estimate = log_likelihood(model, x, k=k, likelihood=LIKELIHOOD, chunk_size=16)
+            estimate = log_likelihood(model, x, k=k, chunk_size=16)
             torch.testing.assert_close(estimate, log_px, rtol=1e-6, atol=1e-6)
-        loss = IWAELoss(4, LIKELIHOOD)(model(x, n_samples=4), x)
+        loss = IWAELoss(4)(model(x, n_samples=4), x)
     torch.testing.assert_close(-loss.total, log_px.mean(), rtol=1e-6, atol=1e-6)
 
 
@@ -187,9 +189,7 @@ def test_chunking_is_statistically_consistent(problem: tuple[Tensor, ...]) -> No
     # 10 splits the rows and the samples; 333 keeps the rows and splits the samples.
     for chunk_size in (10, 333, 10**6):
         gen = torch.Generator().manual_seed(4)
-        estimate = log_likelihood(
-            model, x_rep, k=500, likelihood=LIKELIHOOD, chunk_size=chunk_size, generator=gen
-        )
+        estimate = log_likelihood(model, x_rep, k=500, chunk_size=chunk_size, generator=gen)
         assert estimate.shape == (repeats,)
         error = estimate.std().item() / math.sqrt(repeats)
         assert abs(estimate.mean().item() - log_px) < 0.01 + 4 * error
@@ -205,7 +205,6 @@ def test_log_likelihood_is_reproducible_with_a_generator(problem: tuple[Tensor, 
             model,
             x,
             k=300,
-            likelihood=LIKELIHOOD,
             chunk_size=50,
             generator=torch.Generator().manual_seed(5),
         )
@@ -243,7 +242,9 @@ def test_log_likelihood_slices_model_kwargs_with_the_rows() -> None:
         ) -> VAEOutput:
             assert label is not None and n_samples is not None
             calls.append((x.shape[0], n_samples, label.shape[0]))
-            return super().forward(x + 0 * label.view(-1, 1), n_samples, generator)
+            return super().forward(
+                x + 0 * label.view(-1, 1), n_samples=n_samples, generator=generator
+            )
 
     model = Labelled(Encoder(3, 4, 2), Decoder(2, 4, 3))
     log_likelihood(model, torch.rand(5, 3), k=4, chunk_size=2, label=torch.arange(5.0))
@@ -256,6 +257,8 @@ def test_importance_log_weights_shapes() -> None:
     model = make_model(W, torch.zeros(D, dtype=F64))
     x = torch.randn(3, D, dtype=F64)
     log_w, log_px_z = importance_log_weights(model(x, n_samples=6), x, LIKELIHOOD)
+    with pytest.raises(ValueError, match=r"likelihood=Bernoulli.* the model was built with Gauss"):
+        importance_log_weights(model(x, n_samples=6), x, Bernoulli())
     assert log_w.shape == log_px_z.shape == (6, 3)
 
 
@@ -297,12 +300,11 @@ def test_bad_log_likelihood_arguments(tiny: VAE) -> None:
         log_likelihood(tiny, x + 1, k=10)
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
         log_likelihood(tiny, x.long(), k=10)
+    gaussian = VAE(tiny.encoder, tiny.decoder, likelihood=Gaussian())
     with pytest.raises(ValueError, match="x must be finite"):
-        log_likelihood(
-            tiny, x.log() - x.log(), k=10, likelihood=Gaussian()
-        ) if False else log_likelihood(
-            tiny, torch.full((2, 6), math.nan), k=10, likelihood=Gaussian()
-        )
+        log_likelihood(gaussian, torch.full((2, 6), math.nan), k=10)
+    with pytest.raises(ValueError, match=r"log_likelihood was given likelihood=Gaussian\("):
+        log_likelihood(tiny, x, k=10, likelihood=Gaussian())
 
 
 def test_log_likelihood_encodes_each_example_once_when_k_fits_a_chunk() -> None:
@@ -314,13 +316,13 @@ def test_log_likelihood_encodes_each_example_once_when_k_fits_a_chunk() -> None:
     encoded: list[int] = []
     decoded: list[int] = []
     model.encoder.register_forward_hook(lambda m, args, out: encoded.append(args[0].shape[0]))
-    decode = model._decode_logits
+    decode = model._decode
 
-    def counting_decode(z: Tensor) -> Tensor:
+    def counting_decode(z: Tensor, e: Tensor | None) -> Tensor:
         decoded.append(z.shape[:-1].numel())
-        return decode(z)
+        return decode(z, e)
 
-    model._decode_logits = counting_decode  # type: ignore[method-assign]
+    model._decode = counting_decode  # type: ignore[method-assign]
     log_likelihood(model, torch.rand(10, 6), k=30, chunk_size=64)
     assert sum(encoded) == 10, encoded  # not once per sample
     assert max(decoded) <= 64 and sum(decoded) == 10 * 30, decoded

@@ -163,7 +163,9 @@ def test_float64_model_accepts_float32_input() -> None:
 def test_wrong_feature_size() -> None:
     with pytest.raises(ValueError, match=r"x must have 12 features .* got shape \(2, 11\)"):
         small_vae()(torch.rand(2, 11))
-    model = VAE(Encoder(12, 4, 2), Decoder(2, 4, 10))
+    with pytest.raises(ValueError, match=r"decoder gives 10 features .* examples of shape \(12,\)"):
+        VAE(Encoder(12, 4, 2), Decoder(2, 4, 10))  # caught when built, not at the loss
+    model = VAE(TupleEncoder(12, 2), ProbabilityDecoder(2, 10))  # sizes it cannot know
     with pytest.raises(ValueError, match="decoder output has 10 features per example but x has 12"):
         model(torch.rand(2, 12))
 

@@ -89,7 +89,7 @@ def test_contract_eval_is_deterministic(model: VAE) -> None:
     a = model(x, generator=torch.Generator().manual_seed(3))
     b = model(x, generator=torch.Generator().manual_seed(3))
     for u, v in zip(a, b, strict=True):
-        assert torch.equal(u, v)
+        assert torch.equal(u, v) if isinstance(u, torch.Tensor) else u is v or u == v
     c = model(x, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(a.z, c.z)
 

@@ -112,10 +112,14 @@ def test_vae_save_and_load_methods(tmp_path: Path) -> None:
 
 
 def test_load_of_another_model_class_names_both(tmp_path: Path) -> None:
+    save_model(ARCHITECTURES["mlp"](), tmp_path / "v.pt")
+    with pytest.raises(SerializationError, match=r"v\.pt holds a VAE, not a ConditionalVAE"):
+        ConditionalVAE.load(tmp_path / "v.pt")
     save_model(ARCHITECTURES["cvae-one-hot"](), tmp_path / "c.pt")
-    with pytest.raises(SerializationError, match=r"c\.pt holds a ConditionalVAE, not a VAE"):
-        VAE.load(tmp_path / "c.pt")
+    assert isinstance(VAE.load(tmp_path / "c.pt"), ConditionalVAE)  # a conditional VAE is a VAE
     assert isinstance(load_model(tmp_path / "c.pt", expected_type=ConditionalVAE), nn.Module)
+    with pytest.raises(SerializationError, match=r"c\.pt holds a ConditionalVAE, not a Encoder"):
+        load_model(tmp_path / "c.pt", expected_type=Encoder)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])

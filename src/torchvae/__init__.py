@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import schedules
+from . import posteriors, priors, schedules
 from ._validation import set_validation
 from .callbacks import (
     BetaSchedule,
@@ -116,6 +116,8 @@ __all__ = [
     "model_config",
     "model_from_config",
     "mutual_information",
+    "posteriors",
+    "priors",
     "read_idx",
     "register_serializable",
     "save_checkpoint",

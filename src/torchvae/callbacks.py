@@ -29,6 +29,7 @@ from ._io import check_writable
 from ._validation import check_positive_int
 from .checkpoint import save_checkpoint
 from .diagnostics import latent_report, warn_if_collapsed
+from .model import VAE
 from .schedules import Schedule
 
 if TYPE_CHECKING:
@@ -459,11 +460,44 @@ class TensorBoardLogger(Callback):
         self.writer.add_scalar("train/lr", float(trainer.optimizer.param_groups[0]["lr"]), step)
         self.writer.add_scalar("train/grad_norm", float(output.grad_norm), step)
 
+    def _to_picture(self, trainer: Trainer, values: Tensor) -> Tensor:
+        """Values in the likelihood's data range, scaled to [0, 1] to show."""
+        likelihood = getattr(trainer.model, "likelihood", None)
+        low, high = getattr(likelihood, "data_range", None) or (0.0, 1.0)
+        return ((values.float() - low) / (high - low)).clamp(0, 1)
+
     @torch.no_grad()
     def _mean(self, trainer: Trainer, logits: Tensor) -> Tensor:
+        """The mean of p(x|z) for a model without one of its own (the loss's likelihood)."""
         likelihood = getattr(trainer.loss, "likelihood", None)
-        mean = likelihood.mean(logits) if likelihood is not None else torch.sigmoid(logits)
-        return mean.float().clamp(0, 1)
+        return likelihood.mean(logits) if likelihood is not None else torch.sigmoid(logits)
+
+    @torch.no_grad()
+    def _reconstructions(self, trainer: Trainer, x: Tensor, out: Any) -> Tensor:
+        model = trainer.model
+        if isinstance(model, VAE):
+            return model.reconstruct(x, y=self._y if trainer._conditional else None)
+        decode = getattr(model, "decode_logits", None)
+        logits = decode(out.mean) if decode is not None and not trainer._conditional else out.logits
+        return self._mean(trainer, logits.reshape(x.shape))
+
+    @torch.no_grad()
+    def _samples(self, trainer: Trainer) -> Tensor | None:
+        """Decoded draws from the model's prior; the same noise every epoch (from ``seed``)."""
+        model = trainer.model
+        n = self.n_images
+        labels = None
+        if trainer._conditional:
+            classes = int(getattr(model, "num_classes", 1))
+            labels = torch.arange(n, device=trainer.device) % classes
+        if isinstance(model, VAE):
+            g = torch.Generator(device=trainer.device).manual_seed(self.seed)
+            return model.sample(n, generator=g, y=labels)
+        decode = getattr(model, "decode_logits", None)
+        if self._z is None or decode is None:
+            return None
+        logits = decode(self._z) if labels is None else decode(self._z, labels)
+        return self._mean(trainer, logits)
 
     @torch.no_grad()
     def _log_images(self, trainer: Trainer, step: int) -> None:
@@ -473,16 +507,10 @@ class TensorBoardLogger(Callback):
         model.eval()
         try:
             out = trainer.forward(x, self._y)
-            decode = getattr(model, "decode_logits", None)
-            logits = (
-                decode(out.mean) if decode is not None and not trainer._conditional else out.logits
-            )
             self.writer.add_histogram("latent/posterior_mean", out.mean.float().cpu(), step)
             self.writer.add_histogram("latent/posterior_log_var", out.log_var.float().cpu(), step)
-            inputs, recon = (
-                _as_images(x.float()),
-                _as_images(self._mean(trainer, logits.reshape(x.shape))),
-            )
+            inputs = _as_images(self._to_picture(trainer, x))
+            recon = _as_images(self._to_picture(trainer, self._reconstructions(trainer, x, out)))
             if inputs is not None and recon is not None:
                 n_cols = min(8, inputs.shape[0])
                 rows = [
@@ -492,15 +520,10 @@ class TensorBoardLogger(Callback):
                 ]
                 grid = image_grid(torch.cat(rows).clamp(0, 1).cpu(), n_cols)
                 self.writer.add_image("reconstructions", grid, step)
-            if self._z is not None and decode is not None:
-                if trainer._conditional:
-                    labels = torch.arange(self._z.shape[0], device=self._z.device)
-                    logits = decode(self._z, labels % int(getattr(model, "num_classes", 1)))
-                else:
-                    logits = decode(self._z)
-                samples = _as_images(self._mean(trainer, logits))
-                if samples is not None:
-                    self.writer.add_image("samples", image_grid(samples.cpu()), step)
+            drawn = self._samples(trainer)
+            samples = None if drawn is None else _as_images(self._to_picture(trainer, drawn))
+            if samples is not None:
+                self.writer.add_image("samples", image_grid(samples.cpu()), step)
         finally:
             model.train(was_training)
 
@@ -531,7 +554,8 @@ class TensorBoardLogger(Callback):
         )
         for name, value in report.scalars().items():
             self.writer.add_scalar(f"latent/{name}", value, step)
-        self.writer.add_histogram("latent/kl_per_dim", report.kl_per_dim.float().cpu(), step)
+        if report.kl_per_dim is not None:
+            self.writer.add_histogram("latent/kl_per_dim", report.kl_per_dim.float().cpu(), step)
         warn_if_collapsed(report)
 
     def on_fit_end(self, trainer: Trainer) -> None:

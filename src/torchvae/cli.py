@@ -40,6 +40,8 @@ from .importance import bits_per_dim, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss
 from .model import VAE
+from .posteriors import DiagonalGaussian, FlowPosterior
+from .priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
 from .schedules import Linear
 from .serialization import SerializationError, load_model, model_config, model_from_config
 from .serialization import save_model as _save_model
@@ -62,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "warmup_epochs": 0,
     "free_bits": 0.0,
     "likelihood": "bernoulli",
+    "prior": "standard",
+    "prior_components": None,
+    "posterior": "gaussian",
     "binarize": "none",
     "conditional": False,
     "seed": 0,
@@ -186,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
         "p(x|z)",
         choices=["bernoulli", "continuous-bernoulli", "gaussian"],
     )
+    _setting(train, "--prior", "p(z)", choices=["standard", "mixture", "vamp", "flow"])
+    train.add_argument(
+        "--prior-components",
+        type=_pos_int,
+        default=None,
+        help="components of a mixture prior (default: 10) or pseudo-inputs of a VampPrior "
+        "(default: 500)",
+    )
+    _setting(train, "--posterior", "q(z|x)", choices=["gaussian", "flow"])
     _setting(train, "--binarize", "binarize images", choices=["none", "dynamic", "static"])
     _setting(train, "--conditional", "condition on the class label", action="store_true")
     train.add_argument("--out-dir", type=Path, help="output folder (default: runs/DATASET-TIME)")
@@ -251,24 +265,47 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
+def _parts(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The likelihood, prior and posterior that ``settings`` name."""
+    k, name = settings.get("prior_components"), settings.get("prior", "standard")
+    prior: Prior = StandardNormal()
+    if name == "mixture":
+        prior = MixturePrior(k or 10)
+    elif name == "vamp":
+        prior = VampPrior(k or 500)
+    elif name == "flow":
+        prior = FlowPrior()
+    posterior = FlowPosterior() if settings.get("posterior") == "flow" else DiagonalGaussian()
+    return {
+        "likelihood": _likelihood(settings["likelihood"]),
+        "prior": prior,
+        "posterior": posterior,
+    }
+
+
 def _build_model(settings: Mapping[str, Any], image_shape: Sequence[int]) -> nn.Module:
     """The VAE (or conditional VAE) that ``settings`` (see ``DEFAULTS``) describe."""
     shape = tuple(image_shape)
     dim, latent = math.prod(shape), settings["latent_dim"]
+    parts = _parts(settings)
     if settings["model"] == "conv":
         channels = tuple(settings["channels"])
         if settings["conditional"]:
-            return ConditionalVAE.conv(latent, NUM_CLASSES, shape, channels)
-        return VAE(ConvEncoder(latent, shape, channels), ConvDecoder(latent, shape, channels[::-1]))
+            return ConditionalVAE.conv(latent, NUM_CLASSES, shape, channels, **parts)
+        return VAE(
+            ConvEncoder(latent, shape, channels),
+            ConvDecoder(latent, shape, channels[::-1]),
+            **parts,
+        )
     hidden = settings["hidden_dim"]
     if settings["conditional"]:
-        return ConditionalVAE.mlp(dim, hidden, latent, NUM_CLASSES)
-    return VAE(Encoder(dim, hidden, latent), Decoder(latent, hidden, dim))
+        return ConditionalVAE.mlp(dim, hidden, latent, NUM_CLASSES, **parts)
+    return VAE(Encoder(dim, hidden, latent), Decoder(latent, hidden, dim), **parts)
 
 
-def _likelihood(name: str, scale: float | None = None) -> Likelihood:
+def _likelihood(name: str) -> Likelihood:
     if name == "gaussian":
-        return Gaussian(scale=scale or 0.1, learn_scale=True)
+        return Gaussian(scale=0.1, learn_scale=True)
     return ContinuousBernoulli() if name == "continuous-bernoulli" else Bernoulli()
 
 
@@ -327,8 +364,8 @@ def _load(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any] | None]
                 f"{path} is a training checkpoint without the model's config (not written by "
                 f"'torchvae train'); save the model with torchvae.serialization.save_model"
             ) from None
-        model = model_from_config(run["model"])
-        model.load_state_dict(state["model"])
+        model = model_from_config(_with_likelihood(run))
+        model.load_state_dict(_legacy_state(state))
         return model, run, state["loss"]
     for folder in (path.parent, path.parent.parent):
         if (folder / "config.json").is_file():
@@ -336,14 +373,29 @@ def _load(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any] | None]
     return model, {}, None
 
 
+def _with_likelihood(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's model config; runs from before the model held its likelihood name it in
+    their settings (the loss held it then)."""
+    config = dict(run["model"])
+    if "likelihood" not in config:
+        likelihood = _likelihood(run.get("settings", DEFAULTS)["likelihood"])
+        config["likelihood"] = {"type": type(likelihood).__name__, **likelihood.config()}
+    return config
+
+
+def _legacy_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's weights, with a learned likelihood scale the loss held before it moved
+    into the model."""
+    weights = dict(state["model"])
+    for key, value in state.get("loss", {}).items():
+        if key.startswith("likelihood.") and key not in weights:
+            weights[key] = value
+    return weights
+
+
 def _loss_for(run: Mapping[str, Any], loss_state: dict[str, Any] | None) -> ELBOLoss:
-    settings = run.get("settings", DEFAULTS)
-    loss = ELBOLoss(_likelihood(settings["likelihood"], run.get("likelihood_scale")))
-    if loss_state is not None:
-        loss.load_state_dict(loss_state)
-    loss.beta = 1.0
-    loss.free_bits = 0.0
-    return loss
+    """The plain ELBO (beta 1, no free bits): the likelihood and prior are the model's."""
+    return ELBOLoss()
 
 
 def _image_shape(model: nn.Module, run: Mapping[str, Any]) -> tuple[int, ...]:
@@ -359,17 +411,16 @@ def _image_shape(model: nn.Module, run: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def _draw(
-    model: Any, likelihood: Likelihood, n: int, labels: Tensor | None, seed: int, t: float
-) -> Tensor:
-    """``n`` images in [0, 1]: the mean of ``p(x|z)`` for ``z ~ N(0, t^2 I)``."""
+def _draw(model: Any, n: int, labels: Tensor | None, seed: int, t: float) -> Tensor:
+    """``n`` images: the mean of ``p(x|z)`` for ``z ~ p(z)`` at temperature ``t``, clamped to
+    the likelihood's data range for the picture."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=gen, device=device) * t
     model.eval()
-    extra = () if labels is None else (labels.to(device),)
-    logits = model.decode_logits(z, *extra)
-    return likelihood.mean(logits).float().clamp(0, 1).cpu()
+    y = None if labels is None else labels.to(device)
+    images: Tensor = model.sample(n, generator=gen, temperature=t, y=y)
+    low, high = getattr(model.likelihood, "data_range", None) or (0.0, 1.0)
+    return ((images.float() - low) / (high - low)).clamp(0, 1).cpu()
 
 
 def _save_grid(images: Tensor, shape: Sequence[int], path: Path, nrow: int) -> None:
@@ -383,15 +434,16 @@ def _save_grid(images: Tensor, shape: Sequence[int], path: Path, nrow: int) -> N
 
 
 def _settings(args: argparse.Namespace, saved: Mapping[str, Any] | None) -> dict[str, Any]:
-    settings = dict(DEFAULTS if saved is None else saved)
+    # Runs from before a setting existed had its default.
+    settings = dict(DEFAULTS, **(saved or {}))
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is None:
             continue
-        if saved is not None and given != saved[key]:
+        if saved is not None and given != settings[key]:
             flag = "--" + key.replace("_", "-")
             raise CLIError(
-                f"{flag} {given} differs from the resumed run's {saved[key]}; a resumed run "
+                f"{flag} {given} differs from the resumed run's {settings[key]}; a resumed run "
                 f"keeps its settings (omit {flag}, or start a new run in another --out-dir)"
             )
         settings[key] = given
@@ -441,7 +493,7 @@ def _train(args: argparse.Namespace) -> None:
     image_shape = [1, *train.images.shape[1:]]
     torch.manual_seed(settings["seed"])  # the initial weights, too, follow --seed
     model = _build_model(settings, image_shape)
-    loss = ELBOLoss(_likelihood(settings["likelihood"]), settings["beta"], settings["free_bits"])
+    loss = ELBOLoss(beta=settings["beta"], free_bits=settings["free_bits"])
     model.to(rank_device(device))  # so that the optimizer is made for the right device
     loss.to(rank_device(device))
     params = [*model.parameters(), *loss.parameters()]
@@ -477,11 +529,8 @@ def _train(args: argparse.Namespace) -> None:
         return
 
     model_path, samples_path = out_dir / "model.pt", out_dir / "samples.png"
-    _save_grid_for(trainer.model, loss.likelihood, settings, image_shape, samples_path)
+    _save_grid_for(trainer.model, settings, image_shape, samples_path)
     _save_model(trainer.model, model_path)
-    if isinstance(loss.likelihood, Gaussian):
-        run["likelihood_scale"] = float(loss.likelihood.log_scale.detach().exp())
-        _write_json(out_dir / "config.json", run)
     last = trainer.history[-1] if trainer.history else {}
     if "val_loss" in last:
         print(
@@ -495,19 +544,15 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _save_grid_for(
-    model: nn.Module,
-    likelihood: Likelihood,
-    settings: Mapping[str, Any],
-    shape: Sequence[int],
-    path: Path,
+    model: nn.Module, settings: Mapping[str, Any], shape: Sequence[int], path: Path
 ) -> None:
     labels = torch.arange(100) % NUM_CLASSES if settings["conditional"] else None
     n, nrow = (100, NUM_CLASSES) if labels is not None else (64, 8)
-    _save_grid(_draw(model, likelihood, n, labels, settings["seed"], 1.0), shape, path, nrow)
+    _save_grid(_draw(model, n, labels, settings["seed"], 1.0), shape, path, nrow)
 
 
 def _sample(args: argparse.Namespace) -> None:
-    model, run, loss_state = _load(args.checkpoint)
+    model, run, _ = _load(args.checkpoint)
     model.to(_resolve_device(args.device))
     conditional = bool(getattr(model, "is_conditional", False))
     if args.label is not None and not conditional:
@@ -523,8 +568,7 @@ def _sample(args: argparse.Namespace) -> None:
             else torch.arange(args.n) % num_classes
         )
     nrow = args.nrow or (num_classes if conditional and args.label is None else 8)
-    likelihood = _loss_for(run, loss_state).likelihood
-    images = _draw(model, likelihood, args.n, labels, args.seed, args.temperature)
+    images = _draw(model, args.n, labels, args.seed, args.temperature)
     _save_grid(images, _image_shape(model, run), args.out, nrow)
     print(f"wrote {args.n} samples to {args.out}")
 
@@ -548,7 +592,7 @@ def _eval(args: argparse.Namespace) -> None:
     total, dims = 0.0, 1
     for x, y in data:
         extra = {"y": y} if conditional else {}
-        ll = log_likelihood(model, x, args.k, loss.likelihood, args.chunk_size, gen, **extra)
+        ll = log_likelihood(model, x, args.k, None, args.chunk_size, gen, **extra)
         total, dims = total - float(ll.sum()), x[0].numel()
     nll = total / n
     report = latent_report(model, data, generator=gen)
@@ -568,7 +612,7 @@ def _eval(args: argparse.Namespace) -> None:
         "latent_dim": report.latent_dim,
         "mutual_information": report.mutual_information,
         "marginal_kl": report.marginal_kl,
-        "kl_per_dim": [float(v) for v in kl],
+        "kl_per_dim": None if kl is None else [float(v) for v in kl],
     }
     if args.json:
         print(json.dumps(result))
@@ -581,10 +625,11 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"  active units     {report.active_units:6d} / {report.latent_dim}")
     print(f"  I(x;z)           {report.mutual_information:10.3f}")
     print(f"  KL(q(z)||p(z))   {report.marginal_kl:10.3f}")
-    print(
-        f"  KL per dim       min {float(kl.min()):.3f}  median {float(kl.median()):.3f}  "
-        f"max {float(kl.max()):.3f}"
-    )
+    if kl is not None:
+        print(
+            f"  KL per dim       min {float(kl.min()):.3f}  median {float(kl.median()):.3f}  "
+            f"max {float(kl.max()):.3f}"
+        )
     if report.collapsed_fraction > 0.5:
         print(
             f"  warning: posterior collapse, {len(report.collapsed)} of {report.latent_dim} "

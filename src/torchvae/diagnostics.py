@@ -13,9 +13,19 @@ their KL is zero, while the loss looks fine. These functions measure it on a dat
 - :func:`latent_report` gathers all three in one pass over the data, and
   :func:`warn_if_collapsed` warns when most dimensions are inactive.
 
-They need only the model's ``encode`` (``encode(x)``, or ``encode(x, y)`` for a model
-with ``is_conditional = True``), run under ``torch.no_grad()`` in eval mode, and leave
-the train/eval mode of every submodule as they found it.
+They need the model's ``encode`` (``encode(x)``, or ``encode(x, y)`` for a model with
+``is_conditional = True``) and, where it has them, its posterior and prior modules
+(``posterior_head`` and ``prior`` of a :class:`~torchvae.VAE`; a model without them is
+taken to have the diagonal Gaussian posterior and the standard normal prior). They run
+under ``torch.no_grad()`` in eval mode, and leave the train/eval mode of every submodule
+as they found it.
+
+**Which model.** The KL per dimension exists only where the KL splits over dimensions in
+closed form (the diagonal Gaussian posterior with the standard normal prior):
+:func:`kl_per_dimension` refuses other models, and :func:`latent_report` then reports the
+total KL as a Monte Carlo estimate with ``kl_per_dim=None``. Active units use the
+posterior's location (its mean; for a flow posterior the flow applied to the base mean).
+The mutual information works for any posterior.
 
 **Data.** ``data`` is a tensor of examples ``(N, ...)`` (labels, for a conditional model,
 in ``y=``), a ``torch.utils.data.Dataset`` yielding ``x`` or ``(x, y)``, or any iterable
@@ -38,6 +48,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ._validation import check_positive_int, check_real, check_tensor
 from .gaussian import GaussianParams, _gaussian_kl
+from .posteriors import DiagonalGaussian, Posterior
+from .priors import Prior, StandardNormal
 
 __all__ = [
     "ActiveUnits",
@@ -80,8 +92,10 @@ class LatentReport:
     r"""What :func:`latent_report` returns.
 
     Attributes:
-        kl_per_dim: mean KL of each latent dimension, nats, ``(latent_dim,)``.
-        kl: their sum, :math:`\mathbb{E}_x \mathrm{KL}(q(z \mid x)\,\|\,p(z))`.
+        kl_per_dim: mean KL of each latent dimension, nats, ``(latent_dim,)``; ``None``
+            where the KL does not split over dimensions in closed form.
+        kl: :math:`\mathbb{E}_x \mathrm{KL}(q(z \mid x)\,\|\,p(z))` (the sum of
+            ``kl_per_dim``, or a one-sample Monte Carlo estimate per example).
         active_units: the number of active dimensions (see :func:`active_units`).
         au_variances: the variance over the data of each posterior mean.
         mutual_information: the estimate of :math:`I(x; z)` (see
@@ -93,7 +107,7 @@ class LatentReport:
         n_examples: how many examples were read.
     """
 
-    kl_per_dim: Tensor
+    kl_per_dim: Tensor | None
     kl: float
     active_units: int
     au_variances: Tensor
@@ -105,7 +119,7 @@ class LatentReport:
     @property
     def latent_dim(self) -> int:
         """The number of latent dimensions."""
-        return int(self.kl_per_dim.shape[0])
+        return int(self.au_variances.shape[0])
 
     @property
     def collapsed_fraction(self) -> float:
@@ -187,9 +201,23 @@ def _batches(data: Data, y: Tensor | None, batch_size: int) -> Iterator[tuple[Te
             )
 
 
+class _Parts(NamedTuple):
+    posterior: Posterior
+    prior: Prior | None  # None: the standard normal, for a model without prior module
+
+
+def _parts(model: nn.Module) -> _Parts:
+    posterior = getattr(model, "posterior_head", None)
+    prior = getattr(model, "prior", None)
+    return _Parts(
+        posterior if isinstance(posterior, Posterior) else DiagonalGaussian(),
+        prior if isinstance(prior, Prior) else None,
+    )
+
+
 def _posteriors(
     model: nn.Module, data: Data, y: Tensor | None, batch_size: int
-) -> Iterator[GaussianParams]:
+) -> Iterator[tuple[GaussianParams, Tensor | None]]:
     """Encode every batch of ``data``; the caller holds :func:`_evaluating`."""
     batch_size = check_positive_int(batch_size, "batch_size")
     encode = getattr(model, "encode", None)
@@ -210,10 +238,34 @@ def _posteriors(
                     f"{type(model).__name__} is conditional: give labels, as batches (x, y) "
                     f"or, for tensor data, y="
                 )
-            mean, log_var = encode(x, labels.to(device))
+            labels = labels.to(device)
+            mean, log_var = encode(x, labels)
         else:
             mean, log_var = encode(x)
-        yield GaussianParams(mean, log_var)
+            labels = None
+        yield GaussianParams(mean, log_var), labels
+
+
+def _kl_terms(
+    parts: _Parts, q: GaussianParams, y: Tensor | None, generator: torch.Generator | None
+) -> tuple[Tensor | None, Tensor]:
+    """``(KL per example and dimension or None, KL per example)`` in float64."""
+    if parts.prior is None or isinstance(parts.prior, StandardNormal):
+        if isinstance(parts.posterior, DiagonalGaussian):
+            per_dim = _gaussian_kl(q.mean.double(), q.log_var.double())
+            return per_dim, per_dim.sum(-1)
+    elif isinstance(parts.posterior, DiagonalGaussian):
+        closed = parts.prior.kl_closed_form(parts.posterior, q, y)
+        if closed is not None:
+            closed = closed.double()
+            return (closed, closed.sum(-1)) if closed.ndim == 2 else (None, closed)
+    noise = None if generator is None or generator.device == q.mean.device else generator
+    z, log_q = parts.posterior.rsample_and_log_prob(q, None, noise)
+    if parts.prior is None:
+        log_p = -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
+    else:
+        log_p = parts.prior.log_prob(z, y)
+    return None, (log_q - log_p).double()
 
 
 class _Moments:
@@ -242,35 +294,55 @@ class _Moments:
 
 
 class _Summary(NamedTuple):
-    kl_per_dim: Tensor
+    kl_per_dim: Tensor | None
+    kl: float
     au_variances: Tensor
     stored: GaussianParams
+    stored_kl: Tensor
     n: int
 
 
 def _summarize(
-    model: nn.Module, data: Data, y: Tensor | None, batch_size: int, keep: int
+    model: nn.Module,
+    data: Data,
+    y: Tensor | None,
+    batch_size: int,
+    keep: int,
+    generator: torch.Generator | None = None,
 ) -> _Summary:
-    """One pass: mean KL per dim, variance of the posterior means, the first ``keep`` posteriors."""
-    kl_sum: Tensor | None = None
+    """One pass: mean KL (per dim where it splits), variance of the posterior locations,
+    the first ``keep`` posteriors and their KLs."""
+    parts = _parts(model)
+    kl_dims: Tensor | None = None
+    kl_total = 0.0
+    split = True
     moments = _Moments()
     stored: list[GaussianParams] = []
+    stored_kl: list[Tensor] = []
     kept = 0
-    for q in _posteriors(model, data, y, batch_size):
-        kl = _gaussian_kl(q.mean.double(), q.log_var.double()).sum(0)
-        kl_sum = kl if kl_sum is None else kl_sum + kl
-        moments.update(q.mean)
+    for q, labels in _posteriors(model, data, y, batch_size):
+        per_dim, per_example = _kl_terms(parts, q, labels, generator)
+        kl_total += float(per_example.sum())
+        if per_dim is None:
+            split = False
+        elif split:
+            kl_dims = per_dim.sum(0) if kl_dims is None else kl_dims + per_dim.sum(0)
+        moments.update(parts.posterior.location(q))
         if kept < keep:
-            stored.append(GaussianParams(q.mean[: keep - kept], q.log_var[: keep - kept]))
+            take = keep - kept
+            stored.append(GaussianParams(q.mean[:take], q.log_var[:take]))
+            stored_kl.append(per_example[:take])
             kept += stored[-1].mean.shape[0]
-    if kl_sum is None or moments.n == 0:
+    if moments.n == 0:
         raise ValueError("data holds no examples")
     params = (
         GaussianParams(torch.cat([s.mean for s in stored]), torch.cat([s.log_var for s in stored]))
         if stored
         else GaussianParams(torch.empty(0), torch.empty(0))
     )
-    return _Summary(kl_sum / moments.n, moments.variance(), params, moments.n)
+    per_dim_mean = kl_dims / moments.n if split and kl_dims is not None else None
+    kls = torch.cat(stored_kl) if stored_kl else torch.empty(0, dtype=torch.float64)
+    return _Summary(per_dim_mean, kl_total / moments.n, moments.variance(), params, kls, moments.n)
 
 
 def _check_threshold(threshold: float) -> float:
@@ -280,31 +352,17 @@ def _check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def _mutual_information(
-    q: GaussianParams, n_samples: int, generator: torch.Generator | None
-) -> tuple[float, float]:
-    """The MI estimate and the mean closed-form KL on the same posteriors."""
-    mean, log_var = q.mean.double(), q.log_var.double()
+def _log_aggregate_gaussian(z: Tensor, q: GaussianParams) -> Tensor:
+    r""":math:`\log \frac1M \sum_j \mathcal{N}(z_i; \mu_j, \sigma_j^2)` for each row of ``z``."""
+    mean, log_var = q.mean, q.log_var
     m, d = mean.shape
-    q64 = GaussianParams(mean, log_var)
-    # Noise drawn on the generator's own device, so a CPU generator gives the same
-    # estimate for a model on any device.
-    eps = torch.randn(
-        (n_samples, m, d),
-        generator=generator,
-        dtype=torch.float64,
-        device=mean.device if generator is None else generator.device,
-    ).to(mean.device)
-    z = mean + q64.std * eps
-    log_own = q64.log_prob(z).reshape(-1)
-    z = z.reshape(-1, d)
     # log N(z; mu_j, var_j) for all j at once as matrix products:
     # -1/2 [ z^2 . (1/var_j) - 2 z . (mu_j/var_j) + sum(mu_j^2/var_j + log var_j + log 2pi) ]
     precision = torch.exp(-log_var)
     scaled_mean = mean * precision
     const = (mean * scaled_mean + log_var).sum(1) + d * math.log(2 * math.pi)
     rows = max(1, _MI_CHUNK_ELEMENTS // m)
-    log_aggregate = torch.cat(
+    return torch.cat(
         [
             torch.logsumexp(
                 -0.5 * (zc.square() @ precision.T - 2 * zc @ scaled_mean.T + const), dim=1
@@ -312,6 +370,50 @@ def _mutual_information(
             for zc in torch.split(z, rows)
         ]
     ) - math.log(m)
+
+
+def _log_aggregate(z: Tensor, q: GaussianParams, posterior: Posterior) -> Tensor:
+    r"""The same for any posterior, from its density at every pair, in bounded chunks."""
+    m = q.mean.shape[0]
+    rows = max(1, _MI_CHUNK_ELEMENTS // (64 * m))  # room for a flow's hidden layers
+    return torch.cat(
+        [
+            torch.logsumexp(posterior.log_prob(zc[:, None, :], q).double(), dim=1)
+            for zc in torch.split(z, rows)
+        ]
+    ) - math.log(m)
+
+
+def _mutual_information(
+    q: GaussianParams,
+    n_samples: int,
+    generator: torch.Generator | None,
+    posterior: Posterior | None = None,
+) -> float:
+    """The MI estimate on the stored posteriors."""
+    gaussian = posterior is None or isinstance(posterior, DiagonalGaussian)
+    mean, log_var = (q.mean.double(), q.log_var.double()) if gaussian else (q.mean, q.log_var)
+    m, d = mean.shape
+    params = GaussianParams(mean, log_var)
+    if gaussian:
+        # Noise drawn on the generator's own device, so a CPU generator gives the same
+        # estimate for a model on any device.
+        eps = torch.randn(
+            (n_samples, m, d),
+            generator=generator,
+            dtype=mean.dtype,
+            device=mean.device if generator is None else generator.device,
+        ).to(mean.device)
+    if gaussian:
+        z = mean + params.std * eps
+        log_own = params.log_prob(z).reshape(-1)
+        log_aggregate = _log_aggregate_gaussian(z.reshape(-1, d), params)
+    else:
+        assert posterior is not None
+        same = generator is None or generator.device == mean.device
+        z, log_q = posterior.rsample_and_log_prob(params, n_samples, generator if same else None)
+        log_own = log_q.reshape(-1).double()
+        log_aggregate = _log_aggregate(z.reshape(-1, d), params, posterior)
     mi = float((log_own - log_aggregate).mean())
     if math.isnan(mi):
         raise ValueError(
@@ -319,8 +421,7 @@ def _mutual_information(
             f"(largest |mean| {float(mean.abs().max()):g}, log_var in "
             f"[{float(log_var.min()):g}, {float(log_var.max()):g}]): scale the data"
         )
-    kl = float(_gaussian_kl(mean, log_var).sum(1).mean())
-    return mi, kl
+    return mi
 
 
 def kl_per_dimension(
@@ -355,7 +456,20 @@ def kl_per_dimension(
         torch.Size([3])
     """
     with _evaluating(model):
-        return _summarize(model, data, y, batch_size, keep=0).kl_per_dim
+        parts = _parts(model)
+        if not (
+            isinstance(parts.posterior, DiagonalGaussian)
+            and (parts.prior is None or isinstance(parts.prior, StandardNormal))
+        ):
+            raise ValueError(
+                f"kl_per_dimension needs a KL that splits over latent dimensions in closed "
+                f"form (the diagonal Gaussian posterior with the standard normal prior); this "
+                f"model has {type(parts.posterior).__name__} with "
+                f"{type(parts.prior).__name__}: use latent_report for its total KL"
+            )
+        per_dim = _summarize(model, data, y, batch_size, keep=0).kl_per_dim
+        assert per_dim is not None
+        return per_dim
 
 
 def active_units(
@@ -464,8 +578,8 @@ def mutual_information(
     n_samples = check_positive_int(n_samples, "n_samples")
     max_examples = check_positive_int(max_examples, "max_examples")
     with _evaluating(model):
-        summary = _summarize(model, data, y, batch_size, keep=max_examples)
-        return _mutual_information(summary.stored, n_samples, generator)[0]
+        summary = _summarize(model, data, y, batch_size, keep=max_examples, generator=generator)
+        return _mutual_information(summary.stored, n_samples, generator, _parts(model).posterior)
 
 
 def latent_report(
@@ -508,14 +622,15 @@ def latent_report(
     n_samples = check_positive_int(n_samples, "n_samples")
     max_examples = check_positive_int(max_examples, "max_examples")
     with _evaluating(model):
-        summary = _summarize(model, data, y, batch_size, keep=max_examples)
-        mi, kl_subset = _mutual_information(summary.stored, n_samples, generator)
+        summary = _summarize(model, data, y, batch_size, keep=max_examples, generator=generator)
+        mi = _mutual_information(summary.stored, n_samples, generator, _parts(model).posterior)
+        kl_subset = float(summary.stored_kl.mean())
     if summary.n < 2:
         raise ValueError(f"data must hold at least 2 examples for latent_report, got {summary.n}")
     active = summary.au_variances > threshold
     return LatentReport(
         kl_per_dim=summary.kl_per_dim,
-        kl=float(summary.kl_per_dim.sum()),
+        kl=summary.kl if summary.kl_per_dim is None else float(summary.kl_per_dim.sum()),
         active_units=int(active.sum()),
         au_variances=summary.au_variances,
         mutual_information=mi,

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._terms import check_output, model_likelihood, terms
 from ._validation import check_floating, check_positive_int, check_real, validation_enabled
-from .gaussian import standard_normal_log_prob
-from .likelihoods import Likelihood, check_likelihood
+from .likelihoods import Likelihood
 
 if TYPE_CHECKING:
     from .model import VAEOutput
@@ -31,34 +31,38 @@ __all__ = ["bits_per_dim", "importance_log_weights", "log_likelihood"]
 
 
 def importance_log_weights(
-    out: VAEOutput, x: Tensor, likelihood: Likelihood
+    out: VAEOutput, x: Tensor, likelihood: Likelihood | None = None
 ) -> tuple[Tensor, Tensor]:
     r"""Log importance weights :math:`\log p(x \mid z) + \log p(z) - \log q(z \mid x)`.
 
     Args:
         out: output of ``model(x, n_samples=k)``.
         x: ``(batch, ...)``.
-        likelihood: :math:`p_\theta(x \mid z)`.
+        likelihood: only for a user-written model's output (default Bernoulli); with a
+            torchvae model it must be the model's own.
 
     Returns:
         ``(log_w, log_px_z)``, each ``(k, batch)``.
 
     Raises:
         TypeError: ``likelihood`` is not a :class:`~torchvae.Likelihood`.
-        ValueError: ``x`` does not fit ``out`` or is not a valid target.
+        ValueError: ``x`` does not fit ``out`` or is not a valid target, or ``likelihood``
+            is not the model's.
     """
-    likelihood = check_likelihood(likelihood)
-    likelihood.log_prob(out.logits, x)  # only for its checks of logits and x
-    return _importance_log_weights(out, x.to(out.logits.dtype), likelihood)
+    out = check_output(out, x)
+    chosen = model_likelihood(out.likelihood, likelihood, "importance_log_weights")
+    if out.log_px_z is None:
+        chosen.log_prob(out.logits, x)  # only for its checks of logits and x
+    return _importance_log_weights(out, x, chosen)
 
 
 def _importance_log_weights(
     out: VAEOutput, x: Tensor, likelihood: Likelihood
 ) -> tuple[Tensor, Tensor]:
     """:func:`importance_log_weights` without the checks, for callers that made them."""
-    log_px_z = likelihood._log_prob(out.logits, x)
-    log_w = log_px_z + standard_normal_log_prob(out.z) - out.posterior.log_prob(out.z)
-    return log_w, log_px_z
+    t = terms(out, x, likelihood, weights=True)
+    assert t.log_qz is not None and t.log_pz is not None
+    return t.log_px_z + t.log_pz - t.log_qz, t.log_px_z
 
 
 @torch.no_grad()
@@ -90,7 +94,9 @@ def log_likelihood(
             returns a :class:`~torchvae.VAEOutput`).
         x: ``(batch, ...)``.
         k: importance samples per example, >= 1 (``k=1`` gives a one-sample ELBO).
-        likelihood: :math:`p_\theta(x \mid z)`; default :class:`~torchvae.Bernoulli`.
+        likelihood: not needed for a torchvae model (its own is used; one given must
+            agree with it); for a user-written model, its :math:`p_\theta(x \mid z)`
+            (default :class:`~torchvae.Bernoulli`).
         chunk_size: most decoded examples held at once.
         generator: optional random generator, for reproducible estimates.
         **model_kwargs: passed on to the model (e.g. a label for a conditional VAE).
@@ -108,7 +114,10 @@ def log_likelihood(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     k = check_positive_int(k, "k")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    likelihood = check_likelihood(likelihood)
+    owned = getattr(model, "likelihood", None)
+    likelihood = model_likelihood(
+        owned if isinstance(owned, Likelihood) else None, likelihood, "log_likelihood"
+    )
     likelihood.validate_target(check_floating(x, "x"))
     if x.ndim < 2:
         raise ValueError(f"x must have shape (batch, ...), got shape {tuple(x.shape)}")

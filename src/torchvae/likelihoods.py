@@ -8,11 +8,17 @@ sigmoid saturates.
 ``log_prob(logits, x)`` broadcasts: ``x`` has shape ``(batch, *event)`` and ``logits``
 ``(*sample, batch, *event)`` (e.g. ``k`` importance samples in front); the result has
 shape ``(*sample, batch)``.
+
+A likelihood is a module of the model (``VAE(..., likelihood=Gaussian(...))``): calling it
+on the decoder's output gives :math:`p_\theta(x \mid z)` as a ``torch.distributions``
+object, :meth:`Likelihood.mean` its mean (what ``model.sample()`` and
+``model.reconstruct()`` return) and :meth:`Likelihood.sample` a draw.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -21,9 +27,17 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, Independent, Normal
 
-from ._validation import check_finite, check_floating, check_in_unit_interval
+from ._validation import check_finite, check_floating, check_generator, check_in_unit_interval
 
-__all__ = ["Bernoulli", "ContinuousBernoulli", "Gaussian", "Likelihood"]
+__all__ = [
+    "Bernoulli",
+    "ContinuousBernoulli",
+    "Gaussian",
+    "Likelihood",
+    "check_likelihood",
+    "describe",
+    "same_likelihood",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -93,11 +107,27 @@ def _in_unit_interval(x: Tensor) -> Tensor:
 
 
 class Likelihood(nn.Module):
-    r"""Base class: a family :math:`p_\theta(x \mid z)` parameterized by decoder logits.
+    r"""Base class: a family :math:`p_\theta(x \mid z)` parameterized by the decoder's output.
 
-    Subclasses implement :meth:`log_prob_elementwise` and :meth:`distribution_elementwise`,
-    and may override :meth:`validate_target` and :meth:`mean`.
+    The decoder's output (``logits``: unconstrained parameters, one per feature unless
+    :meth:`params_shape` says otherwise) is all a likelihood needs. Subclasses implement
+    :meth:`log_prob_elementwise` and :meth:`distribution_elementwise`, and may override
+    :meth:`validate_target`, :meth:`mean`, :meth:`sample` and :meth:`config`.
+
+    Attributes:
+        data_range: the interval the data lie in, ``(low, high)``, or ``None`` for
+            unbounded data; used to clamp pictures and to bound a VampPrior's pseudo-inputs.
     """
+
+    data_range: tuple[float, float] | None = (0.0, 1.0)
+
+    def params_shape(self, data_shape: Sequence[int]) -> tuple[int, ...]:
+        """The decoder output shape this likelihood needs for one example of ``data_shape``."""
+        return tuple(data_shape)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this likelihood (JSON values)."""
+        return {}
 
     def validate_target(self, x: Tensor, name: str = "x") -> Tensor:
         """Check ``x`` can be scored by this likelihood; returns it unchanged."""
@@ -120,8 +150,27 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def mean(self, logits: Tensor) -> Tensor:
-        r"""The mean of :math:`p_\theta(x \mid z)`."""
+        r"""The mean :math:`\mathbb{E}[x \mid z]` of :math:`p_\theta(x \mid z)`."""
         return torch.sigmoid(logits)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""A draw :math:`x \sim p_\theta(x \mid z)`, ``logits``' shape.
+
+        Args:
+            logits: decoder output.
+            generator: optional random generator on ``logits``' device.
+        """
+        check_generator(generator, logits.device)
+        if generator is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__}.sample does not take a generator; override sample"
+            )
+        out: Tensor = self.distribution_elementwise(logits).sample()
+        return out
+
+    def forward(self, logits: Tensor) -> Independent[Distribution]:
+        r""":math:`p_\theta(x \mid z)` for decoder output ``logits`` ``(batch, *event)``."""
+        return self.distribution(logits)
 
     def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x \mid z)` summed over the features of each example.
@@ -173,7 +222,7 @@ class Likelihood(nn.Module):
         return Independent(self.distribution_elementwise(logits), ndim)
 
     def extra_repr(self) -> str:
-        return ""
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
 
 class Bernoulli(Likelihood):
@@ -211,6 +260,11 @@ class Bernoulli(Likelihood):
 
     def distribution_elementwise(self, logits: Tensor) -> Distribution:
         return torch.distributions.Bernoulli(logits=logits, validate_args=False)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Binary draws :math:`x_i \sim \mathrm{Bernoulli}(\sigma(\ell_i))`, as floats."""
+        check_generator(generator, logits.device)
+        return torch.bernoulli(torch.sigmoid(logits), generator=generator)
 
 
 def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
@@ -279,11 +333,44 @@ class ContinuousBernoulli(Likelihood):
         return torch.distributions.ContinuousBernoulli(logits=logits, validate_args=False)
 
     def mean(self, logits: Tensor) -> Tensor:
-        r"""The mean of the continuous Bernoulli.
+        r"""The mean of the continuous Bernoulli, from the logits.
 
-        .. math:: \frac{\lambda}{2\lambda - 1} + \frac{1}{2\operatorname{artanh}(1 - 2\lambda)}
+        .. math::
+            \frac{\lambda}{2\lambda - 1} + \frac{1}{2\operatorname{artanh}(1 - 2\lambda)}
+            = \frac12 + \frac{1}{2\tanh(\ell/2)} - \frac1\ell,
+            \qquad \lambda = \sigma(\ell)
+
+        which is not :math:`\sigma(\ell)`: the density pulls mass towards 1/2. Near
+        :math:`\ell = 0`, where the two last terms cancel, the series
+        :math:`\frac12 + \frac{\ell}{12} - \frac{\ell^3}{720} + \frac{\ell^5}{30240}` is used
+        (``torch.distributions.ContinuousBernoulli`` clamps :math:`\lambda` instead, so its
+        mean is off for :math:`|\ell| \gtrsim 16`).
         """
-        return self.distribution_elementwise(logits).mean
+        small = logits.abs() < 0.1
+        safe = torch.where(small, torch.ones_like(logits), logits)
+        direct = 0.5 + 0.5 / torch.tanh(0.5 * safe) - 1.0 / safe
+        ell = torch.where(small, logits, torch.zeros_like(logits))
+        sq = ell.square()
+        series = 0.5 + ell * (1.0 / 12.0 - sq * (1.0 / 720.0 - sq / 30240.0))
+        return torch.where(small, series, direct)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Draws by inverting the CDF, computed from the logits.
+
+        With :math:`u \sim U(0, 1)` and :math:`\ell \le 0`,
+        :math:`x = \log(1 + u\,(e^{\ell} - 1)) / \ell` (:math:`x = u` at :math:`\ell = 0`);
+        positive logits use the symmetry :math:`x \mapsto 1 - x`,
+        :math:`\ell \mapsto -\ell`, so that nothing overflows.
+        """
+        check_generator(generator, logits.device)
+        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        positive = logits > 0
+        a = -logits.abs()
+        v = torch.where(positive, 1.0 - u, u)
+        zero = a == 0
+        safe = torch.where(zero, -torch.ones_like(a), a)
+        x = torch.where(zero, v, torch.log1p(v * torch.expm1(safe)) / safe)
+        return torch.where(positive, 1.0 - x, x).clamp(0.0, 1.0)
 
 
 class Gaussian(Likelihood):
@@ -321,16 +408,31 @@ class Gaussian(Likelihood):
             raise ValueError(f"scale must be a positive finite float, got {scale}")
         if link not in ("sigmoid", "identity"):
             raise ValueError(f"link must be 'sigmoid' or 'identity', got {link!r}")
+        if not isinstance(learn_scale, bool):
+            raise TypeError(f"learn_scale must be a bool, got {type(learn_scale).__name__}")
         self.link = link
         self.learn_scale = learn_scale
+        self.initial_scale = float(scale)
+        self.data_range = (0.0, 1.0) if link == "sigmoid" else None
         log_scale = torch.tensor(math.log(scale))
         if learn_scale:
             self.log_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_scale", log_scale)
 
+    def config(self) -> dict[str, Any]:
+        return {"scale": self.initial_scale, "learn_scale": self.learn_scale, "link": self.link}
+
     def mean(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.link == "sigmoid" else logits
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Draws :math:`x = \mu + s\,\varepsilon`, :math:`\varepsilon \sim \mathcal{N}(0, I)`."""
+        check_generator(generator, logits.device)
+        eps = torch.randn(
+            logits.shape, generator=generator, device=logits.device, dtype=logits.dtype
+        )
+        return self.mean(logits) + torch.exp(self.log_scale.to(logits.dtype)) * eps
 
     def log_prob_elementwise(self, logits: Tensor, x: Tensor) -> Tensor:
         log_scale = self.log_scale.to(logits.dtype)
@@ -340,10 +442,6 @@ class Gaussian(Likelihood):
     def distribution_elementwise(self, logits: Tensor) -> Distribution:
         scale = torch.exp(self.log_scale.to(logits.dtype)).expand_as(logits)
         return Normal(self.mean(logits), scale, validate_args=False)
-
-    def extra_repr(self) -> str:
-        scale = float(torch.exp(self.log_scale.detach()))
-        return f"scale={scale:.4g}, learn_scale={self.learn_scale}, link={self.link!r}"
 
 
 def check_likelihood(likelihood: object) -> Likelihood:
@@ -356,3 +454,13 @@ def check_likelihood(likelihood: object) -> Likelihood:
             f"got {type(likelihood).__name__}"
         )
     return likelihood
+
+
+def describe(likelihood: Likelihood) -> str:
+    """``Name(arg=value, ...)``, as the constructor is called."""
+    return f"{type(likelihood).__name__}({likelihood.extra_repr()})"
+
+
+def same_likelihood(a: Likelihood, b: Likelihood) -> bool:
+    """Whether ``a`` and ``b`` are the same family with the same constructor arguments."""
+    return a is b or (type(a) is type(b) and a.config() == b.config())

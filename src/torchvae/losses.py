@@ -22,9 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ._terms import check_output, model_likelihood, terms
 from ._validation import check_positive_int
-from .gaussian import _gaussian_kl
-from .importance import _importance_log_weights
 from .likelihoods import Likelihood, check_likelihood
 from .model import VAEOutput
 
@@ -37,15 +36,19 @@ class LossOutput(NamedTuple):
     Attributes:
         total: the scalar to minimize (differentiable).
         reconstruction: :math:`-\\mathbb{E}_q \\log p(x \\mid z)`, a scalar.
-        kl: :math:`\\mathrm{KL}(q(z \\mid x) \\| p(z))` in closed form, a scalar (not
-            scaled by ``beta``, not clipped by free bits).
-        kl_per_dim: the KL of each latent dimension, ``(latent_dim,)``.
+        kl: :math:`\\mathrm{KL}(q(z \\mid x) \\| p(z))`, a scalar (not scaled by ``beta``,
+            not clipped by free bits): closed form where the model has one, otherwise the
+            Monte Carlo estimate on the same samples (see ``kl_exact``).
+        kl_per_dim: the KL of each latent dimension, ``(latent_dim,)``, where the posterior
+            and the prior factorize over dimensions; ``None`` otherwise.
+        kl_exact: whether ``kl`` is in closed form.
     """
 
     total: Tensor
     reconstruction: Tensor
     kl: Tensor
-    kl_per_dim: Tensor
+    kl_per_dim: Tensor | None
+    kl_exact: bool = True
 
 
 def _check_non_negative(value: object, name: str) -> float:
@@ -54,27 +57,6 @@ def _check_non_negative(value: object, name: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite float >= 0, got {value}")
     return float(value)
-
-
-def _check_pair(out: object, x: Tensor, likelihood: Likelihood) -> tuple[VAEOutput, Tensor]:
-    """Check ``out`` and ``x`` match; returns ``x`` in the logits' dtype."""
-    if not isinstance(out, VAEOutput):
-        raise TypeError(
-            f"out must be the VAEOutput a VAE's forward returns, got {type(out).__name__}"
-        )
-    likelihood.validate_target(x)
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(
-            f"x must have shape (batch, ...) with batch >= 1 examples, got shape {tuple(x.shape)}"
-        )
-    if x.device != out.logits.device:
-        raise ValueError(f"x is on {x.device} but the model's output is on {out.logits.device}")
-    if tuple(out.logits.shape[out.logits.ndim - x.ndim :]) != tuple(x.shape):
-        raise ValueError(
-            f"x has shape {tuple(x.shape)} but the model's output has shape "
-            f"{tuple(out.logits.shape)}; pass the x the model was called with"
-        )
-    return out, x.to(out.logits.dtype)
 
 
 class ELBOLoss(nn.Module):
@@ -87,10 +69,18 @@ class ELBOLoss(nn.Module):
     where :math:`\mathrm{KL}_{bj}` is the closed-form KL of latent dimension :math:`j`
     for example :math:`b` and :math:`\lambda` is ``free_bits`` (0 by default: the plain
     ELBO). With several samples per example (``model(x, n_samples=k)``) the expectation
-    is their average.
+    is their average. Where the model's prior and posterior have no closed-form KL (a
+    mixture, VampPrior or flow), the KL is the model's Monte Carlo estimate
+    :math:`\log q(z \mid x) - \log p(z)` on the same samples, and free bits, which need a
+    KL per dimension, are refused.
+
+    The likelihood and the prior are the model's (``VAE(..., likelihood=...)``). For a
+    user-written model whose output carries only ``(logits, mean, log_var, z)``, the loss
+    scores it with ``likelihood`` (default Bernoulli) and the standard normal prior.
 
     Args:
-        likelihood: :math:`p_\theta(x \mid z)`; default :class:`~torchvae.Bernoulli`.
+        likelihood: only for user-written models; given with a torchvae model, it must be
+            the model's own (otherwise a ``ValueError`` says what to write instead).
         beta: weight of the KL term (:math:`\beta`-VAE; a schedule may change it between
             steps by setting ``loss.beta``).
         free_bits: :math:`\lambda`, nats per latent dimension below which the KL is not
@@ -111,7 +101,7 @@ class ELBOLoss(nn.Module):
         self, likelihood: Likelihood | None = None, beta: float = 1.0, free_bits: float = 0.0
     ) -> None:
         super().__init__()
-        self.likelihood = check_likelihood(likelihood)
+        self.likelihood = None if likelihood is None else check_likelihood(likelihood)
         self.beta = beta
         self.free_bits = _check_non_negative(free_bits, "free_bits")
 
@@ -131,13 +121,24 @@ class ELBOLoss(nn.Module):
             out: what ``model(x)`` returned.
             x: the data the model was called with, ``(batch, ...)``.
         """
-        out, x = _check_pair(out, x, self.likelihood)
-        reconstruction = self.likelihood._mean_nll(out.logits, x)
-        kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
-        kl = kl_per_dim.sum()
-        penalty = kl_per_dim.clamp_min(self.free_bits).sum() if self.free_bits > 0 else kl
+        out = check_output(out, x)
+        likelihood = model_likelihood(out.likelihood, self.likelihood, "ELBOLoss")
+        t = terms(out, x, likelihood, weights=False)
+        reconstruction = -t.log_px_z.mean()
+        kl_per_dim = None if t.kl_per_dim is None else t.kl_per_dim.mean(0)
+        kl = t.kl.mean() if kl_per_dim is None else kl_per_dim.sum()
+        penalty = kl
+        if self.free_bits > 0:
+            if kl_per_dim is None:
+                raise ValueError(
+                    "free_bits needs the KL of each latent dimension, which this model's "
+                    "prior and posterior do not have in closed form (its KL is a Monte Carlo "
+                    "estimate); use free_bits=0, or the standard normal prior with the "
+                    "diagonal Gaussian posterior"
+                )
+            penalty = kl_per_dim.clamp_min(self.free_bits).sum()
         total = reconstruction + (penalty if self._beta == 1.0 else self._beta * penalty)
-        return LossOutput(total, reconstruction, kl, kl_per_dim)
+        return LossOutput(total, reconstruction, kl, kl_per_dim, t.exact)
 
     def extra_repr(self) -> str:
         return f"beta={self._beta:g}, free_bits={self.free_bits:g}"
@@ -152,11 +153,12 @@ class IWAELoss(nn.Module):
         z_i \sim q_\phi(z \mid x_b)
 
     It is never looser than the ELBO and tightens as ``k`` grows. The model must be
-    called with ``n_samples=k`` (the Trainer reads ``loss.n_samples`` and does so).
+    called with ``n_samples=k`` (the Trainer reads ``loss.n_samples`` and does so). The
+    prior, posterior and likelihood are the model's.
 
     Args:
         k: importance samples per example.
-        likelihood: :math:`p_\theta(x \mid z)`; default :class:`~torchvae.Bernoulli`.
+        likelihood: only for user-written models (see :class:`ELBOLoss`).
 
     Example:
         >>> from torchvae import VAE, Encoder, Decoder
@@ -170,20 +172,28 @@ class IWAELoss(nn.Module):
     def __init__(self, k: int = 5, likelihood: Likelihood | None = None) -> None:
         super().__init__()
         self.n_samples = check_positive_int(k, "k")
-        self.likelihood = check_likelihood(likelihood)
+        self.likelihood = None if likelihood is None else check_likelihood(likelihood)
 
     def forward(self, out: VAEOutput, x: Tensor) -> LossOutput:
         """Compute the loss; ``out`` must come from ``model(x, n_samples=k)``."""
-        out, x = _check_pair(out, x, self.likelihood)
-        if out.z.ndim != 3:
+        out = check_output(out, x)
+        k = self.n_samples
+        if out.z.ndim != 3 or out.z.shape[0] != k:
+            got = f"z of shape {tuple(out.z.shape)}"
+            if out.z.ndim == 3:
+                got = f"{out.z.shape[0]} samples per example ({got})"
             raise ValueError(
-                f"IWAELoss needs several samples per example: call model(x, n_samples="
-                f"{self.n_samples}); got z of shape {tuple(out.z.shape)}"
+                f"IWAELoss(k={k}) needs {k} samples per example: call model(x, n_samples={k}); "
+                f"got {got}"
             )
-        log_w, log_px_z = _importance_log_weights(out, x, self.likelihood)
-        bound = torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
-        kl_per_dim = _gaussian_kl(out.mean, out.log_var).mean(0)
-        return LossOutput(-bound.mean(), -log_px_z.mean(), kl_per_dim.sum(), kl_per_dim)
+        likelihood = model_likelihood(out.likelihood, self.likelihood, "IWAELoss")
+        t = terms(out, x, likelihood, weights=True)
+        assert t.log_qz is not None and t.log_pz is not None
+        log_w = t.log_px_z + t.log_pz - t.log_qz
+        bound = torch.logsumexp(log_w, dim=0) - math.log(k)
+        kl_per_dim = None if t.kl_per_dim is None else t.kl_per_dim.mean(0)
+        kl = t.kl.mean() if kl_per_dim is None else kl_per_dim.sum()
+        return LossOutput(-bound.mean(), -t.log_px_z.mean(), kl, kl_per_dim, t.exact)
 
     def extra_repr(self) -> str:
         return f"k={self.n_samples}"

@@ -70,7 +70,10 @@ from ._io import atomic_write
 from .conditional import ConditionalVAE
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
+from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian
 from .model import VAE
+from .posteriors import DiagonalGaussian, FlowPosterior
+from .priors import FlowPrior, MixturePrior, StandardNormal, VampPrior
 
 __all__ = [
     "FORMAT_VERSION",
@@ -693,21 +696,68 @@ register_serializable(
     _conv_decoder_config,
     lambda c: ConvDecoder(c["latent_dim"], c["output_shape"], c["channels"]),
 )
+
+
+def _vae_config(m: VAE) -> Config:
+    config: Config = {
+        "encoder": m.encoder,
+        "decoder": m.decoder,
+        "likelihood": m.likelihood,
+        "prior": m.prior,
+        "posterior": m.posterior_head,
+    }
+    if m.num_classes is not None:
+        config.update(
+            num_classes=m.num_classes, embedding=m.embedding_kind, embedding_dim=m.embedding_dim
+        )
+    return config
+
+
+def _parts(c: Config) -> dict[str, Any]:
+    """The VAE's distribution modules; files from before they existed have none (defaults)."""
+    return {key: c.get(key) for key in ("likelihood", "prior", "posterior")}
+
+
 register_serializable(
     VAE,
-    lambda m: {"encoder": m.encoder, "decoder": m.decoder},
-    lambda c: VAE(c["encoder"], c["decoder"]),
+    _vae_config,
+    lambda c: VAE(
+        c["encoder"],
+        c["decoder"],
+        num_classes=c.get("num_classes"),
+        embedding=c.get("embedding", "one_hot"),
+        embedding_dim=c.get("embedding_dim"),
+        **_parts(c),
+    ),
 )
 register_serializable(
     ConditionalVAE,
-    lambda m: {
-        "encoder": m.encoder,
-        "decoder": m.decoder,
-        "num_classes": m.num_classes,
-        "embedding": m.embedding_kind,
-        "embedding_dim": m.embedding_dim,
-    },
+    _vae_config,
     lambda c: ConditionalVAE(
-        c["encoder"], c["decoder"], c["num_classes"], c["embedding"], c["embedding_dim"]
+        c["encoder"],
+        c["decoder"],
+        c["num_classes"],
+        c["embedding"],
+        c["embedding_dim"],
+        **_parts(c),
     ),
 )
+
+
+def _register_by_arguments(cls: type[Any]) -> None:
+    """A part whose ``config()`` is its constructor's keyword arguments."""
+    register_serializable(cls, lambda m: m.config(), lambda c: cls(**c))
+
+
+for _part in (
+    Bernoulli,
+    ContinuousBernoulli,
+    Gaussian,
+    StandardNormal,
+    MixturePrior,
+    VampPrior,
+    FlowPrior,
+    DiagonalGaussian,
+    FlowPosterior,
+):
+    _register_by_arguments(_part)

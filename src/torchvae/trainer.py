@@ -44,9 +44,12 @@ from ._distributed import (
     rank_device,
     wants_ddp,
 )
+from ._labels import check_labels
+from ._labels import labels_ok as _labels_ok
 from ._validation import check_finite, check_positive_int, trusted_inputs
 from .callbacks import HOOKS, Callback, ModelCheckpoint
 from .checkpoint import get_rng_state, load_checkpoint, resolve_checkpoint, set_rng_state
+from .likelihoods import Likelihood, check_likelihood
 from .losses import ELBOLoss, LossOutput
 
 __all__ = ["NonFiniteLossError", "StepOutput", "Trainer"]
@@ -341,6 +344,7 @@ class Trainer:
         self.num_batches: int | None = None
         self.val: Any = None
         self._rng_snapshot: dict[str, Any] | None = None
+        self._loss_likelihood: Likelihood | None = None
         self._rng_ranks: list[dict[str, Any]] | None = None
 
     @property
@@ -528,13 +532,19 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         # Batches of uint8 images are in [0, 1] by construction: no need to read them.
         check_values = not getattr(batches, "in_unit_interval", False)
+        num_classes = getattr(self.model, "num_classes", None) if self._conditional else None
         for batch_idx, batch in enumerate(batches):
             x, y = unpack(batch, self.device)
             self._call("on_train_batch_start", x)
+            labels_ok, y_in = None, y
+            if isinstance(num_classes, int) and isinstance(y, Tensor) and not y.is_floating_point():
+                # Out-of-range labels would fail deep in the embedding; the step runs on
+                # clamped ones and its one check below names the batch instead.
+                labels_ok, y_in = _labels_ok(y, num_classes), y.clamp(0, num_classes - 1)
             try:
                 # Value checks are folded into the one check of the step below.
                 with trusted_inputs():
-                    _, losses = self._compute(x, y)
+                    _, losses = self._compute(x, y_in)
             except ValueError as e:  # the model's own checks; NaN weights are ours to name
                 if _finite(params):
                     raise
@@ -552,11 +562,13 @@ class Trainer:
             finite = torch.isfinite(losses.total)
             if check_values:
                 finite = finite & self._target_ok(x)
+            if labels_ok is not None:
+                finite = finite & labels_ok
             if not self.scaler.is_enabled():  # with fp16 the scaler itself skips inf gradients
                 finite = finite & torch.isfinite(grad_norm)
             skipped = not bool(finite)  # the step's one device synchronisation
             if skipped:
-                self._check_batch(x, batch_idx, epochs)
+                self._check_batch(x, y, batch_idx, epochs)
                 if not _finite(params):  # skipping steps cannot clean the weights
                     raise NonFiniteLossError(
                         f"the weights hold NaN or inf at {self._where(batch_idx, epochs)}; "
@@ -616,18 +628,34 @@ class Trainer:
             dist.barrier()  # no rank starts the next epoch before rank 0's files are written
         set_rng_state(rng)
 
+    def _likelihood(self) -> Likelihood | None:
+        """What scores the data: the model's likelihood or, for a user-written model, the
+        loss's (Bernoulli by default); ``None`` for a loss without one."""
+        found = getattr(self.model, "likelihood", None)
+        if isinstance(found, Likelihood):
+            return found
+        if not hasattr(self.loss, "likelihood"):
+            return None
+        if self._loss_likelihood is None:
+            self._loss_likelihood = check_likelihood(getattr(self.loss, "likelihood", None))
+        return self._loss_likelihood
+
     def _target_ok(self, x: Tensor) -> Tensor:
-        likelihood = getattr(self.loss, "likelihood", None)
+        likelihood = self._likelihood()
         return likelihood.target_ok(x) if likelihood is not None else torch.isfinite(x).all()
 
-    def _check_batch(self, x: Tensor, batch_idx: int, epochs: int) -> None:
-        """Name bad data (NaN, values outside the likelihood's support) and where it was."""
-        likelihood = getattr(self.loss, "likelihood", None)
+    def _check_batch(self, x: Tensor, y: Tensor | None, batch_idx: int, epochs: int) -> None:
+        """Name bad data (NaN, values outside the likelihood's support, labels out of
+        range) and where it was."""
+        likelihood = self._likelihood()
+        num_classes = getattr(self.model, "num_classes", None)
         try:
             if likelihood is not None:
                 likelihood.validate_target(x, "batch x")
             else:
                 check_finite(x, "batch x")
+            if self._conditional and isinstance(num_classes, int) and isinstance(y, Tensor):
+                check_labels(y, y.shape[0], y.device, num_classes, "batch y")
         except ValueError as e:
             raise ValueError(f"{e} (at {self._where(batch_idx, epochs)})") from None
 
