@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q -e ".[dev,docs]"
+# Every optional extra too: their tests run wherever the extra is installed.
+.venv/bin/python -m pip install -q -e ".[dev,docs,flows]"
 set -x
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks

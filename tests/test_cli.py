@@ -23,7 +23,7 @@ from torchvae.checkpoint import load_checkpoint
 from torchvae.cli import main
 from torchvae.conditional import ConditionalVAE
 from torchvae.model import VAE
-from torchvae.serialization import load_model
+from torchvae.serialization import load_model, model_config
 
 # Two-dimensional latents on random images collapse, as they should; the warning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
@@ -206,6 +206,41 @@ def test_train_options_then_eval(
         args = ["--checkpoint", str(out / source), "--data-dir", str(data_dir), "--k", "3"]
         assert main(["eval", *args, "--json"]) == 0
         assert math.isfinite(json.loads(capsys.readouterr().out)["nll"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--prior", "vamp", "--prior-components", "3"],
+        ["--prior", "mixture", "--posterior", "flow", "--likelihood", "continuous-bernoulli"],
+        ["--prior", "flow", "--likelihood", "gaussian", "--conditional"],
+    ],
+    ids=lambda o: "-".join(o[1::2]),
+)
+def test_prior_posterior_and_likelihood_travel_in_the_model_file(
+    data_dir: Path, tmp_path: Path, options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("zuko")
+    out = tmp_path / "run"
+    assert train(data_dir, out, "--epochs", "1", *options) == 0
+    model = load_model(out / "model.pt")
+    assert isinstance(model, VAE)
+    config = model_config(model)
+    assert config["prior"]["type"] == {"vamp": "VampPrior", "mixture": "MixturePrior"}.get(
+        options[1], "FlowPrior"
+    )
+    if "--posterior" in options:
+        assert config["posterior"]["type"] == "FlowPosterior"
+    (out / "config.json").unlink()  # the model file alone says what eval and sample need
+    capsys.readouterr()
+    args = ["--checkpoint", str(out / "model.pt"), "--data-dir", str(data_dir), "--k", "3"]
+    assert main(["eval", *args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert math.isfinite(result["nll"]) and math.isfinite(result["neg_elbo"])
+    png = tmp_path / "s.png"
+    assert main(["sample", "--checkpoint", str(out / "model.pt"), "--out", str(png)]) == 0
+    resumed = ["--resume", "last", "--out-dir", str(out), "--epochs", "2", "--device", "cpu"]
+    assert main(["train", "--data-dir", str(data_dir), *resumed]) == 0
 
 
 def test_conditional_train_and_sample_a_class(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+from typing import Any
 
 import pytest
 import torch
@@ -16,6 +18,8 @@ from torchvae.encoders import ConvEncoder, Encoder
 from torchvae.importance import log_likelihood
 from torchvae.losses import ELBOLoss, IWAELoss
 from torchvae.model import VAEOutput
+from torchvae.posteriors import FlowPosterior
+from torchvae.priors import FlowPrior, MixturePrior, StandardNormal, VampPrior
 
 
 def small(embedding: EmbeddingKind = "one_hot") -> ConditionalVAE:
@@ -281,3 +285,35 @@ def test_trains_until_samples_show_the_class_feature() -> None:
         others = [i for i in range(4) if i != c]
         assert q[:, c].min() > 0.7, (c, q[:, c].min())
         assert q[:, others].max() < 0.3, (c, q[:, others].max())
+
+
+def _priors() -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "standard": StandardNormal,
+        "mixture": lambda: MixturePrior(3),
+        "vamp": lambda: VampPrior(8),
+    }
+    if importlib.util.find_spec("zuko") is not None:
+        found["flow"] = lambda: FlowPrior(1, (6,))
+        found["flow-posterior"] = "flow-posterior"
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_priors()))
+def test_every_prior_and_posterior_works_conditioned(name: str) -> None:
+    build = _priors()[name]
+    torch.manual_seed(0)
+    parts = (
+        {"posterior": FlowPosterior(1, (6,))} if build == "flow-posterior" else {"prior": build()}
+    )
+    model = ConditionalVAE.mlp(12, 16, 3, num_classes=4, **parts)
+    x, y = torch.rand(6, 12), torch.tensor([0, 1, 2, 3, 0, 1])
+    loss = ELBOLoss()(model(x, y), x)
+    loss.total.backward()
+    for key, p in model.named_parameters():
+        if not key.startswith("embedding"):
+            assert p.grad is not None, key
+    assert model.sample(5, y=2).shape == (5, 12)
+    assert log_likelihood(model, x, k=8, y=y).shape == (6,)
+    with pytest.raises(ValueError, match="the model is conditional"):
+        model.sample(2, y=None)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchvae.decoders import ConvDecoder, Decoder
 from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams
+from torchvae.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from torchvae.losses import ELBOLoss
 from torchvae.model import VAE, VAEOutput
 
@@ -265,3 +266,75 @@ def test_encoder_returning_the_wrong_shape_is_named() -> None:
     model.latent_dim = 4
     with pytest.raises(ValueError, match=r"encoder must return mean and log_var .* \(2, 4\)"):
         model(torch.rand(2, 12))
+
+
+# --- the likelihood's mean ----------------------------------------------------------------
+
+
+def test_samples_and_reconstructions_of_unbounded_data_are_the_gaussian_mean() -> None:
+    """Data around 5.0 with an identity-link Gaussian: samples around 5.0, not a sigmoid."""
+    from torchvae.trainer import Trainer
+
+    torch.manual_seed(0)
+    x = 5.0 + 0.1 * torch.randn(256, 6)
+    model = VAE(
+        Encoder(6, 16, 2), Decoder(2, 16, 6), likelihood=Gaussian(scale=1.0, link="identity")
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    Trainer(model, optimizer=optimizer, device="cpu", seed=0, batch_size=64).fit(x, epochs=50)
+    model.eval()
+    samples = model.sample(500, generator=torch.Generator().manual_seed(0))
+    assert abs(samples.mean().item() - 5.0) < 0.3
+    assert (model.reconstruct(x[:50]) - x[:50]).abs().mean().item() < 0.3
+    assert abs(model.interpolate(x[:1], x[1:2], steps=3).mean().item() - 5.0) < 0.3
+
+
+@pytest.mark.parametrize(
+    "likelihood", [Bernoulli(), ContinuousBernoulli(), Gaussian(0.2, link="identity")], ids=repr
+)
+def test_decode_sample_and_reconstruct_return_the_mean_and_draws_when_asked(
+    likelihood: Likelihood,
+) -> None:
+    torch.manual_seed(0)
+    model = VAE(Encoder(12, 6, 2), Decoder(2, 6, 12), likelihood=likelihood).eval()
+    z = torch.randn(5, 2)
+    logits = model.decode_logits(z)
+    torch.testing.assert_close(model.decode(z), likelihood.mean(logits))
+    gen = torch.Generator
+    prior_z = torch.randn(4, 2, generator=gen().manual_seed(3))
+    torch.testing.assert_close(
+        model.sample(4, generator=gen().manual_seed(3)),
+        likelihood.mean(model.decode_logits(prior_z)),
+    )
+    x = torch.rand(3, 12)
+    torch.testing.assert_close(
+        model.reconstruct(x), likelihood.mean(model.decode_logits(model.encode(x).mean))
+    )
+    draws = model.sample(200, generator=gen().manual_seed(4), draw=True)
+    means = model.sample(200, generator=gen().manual_seed(4))
+    assert not torch.equal(draws, means)
+    if isinstance(likelihood, Bernoulli):
+        assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    else:
+        # draws scatter around the mean: their average is near it
+        assert (draws - means).mean().abs().item() < 0.1
+    out = model(x)
+    assert out.x_hat.shape == x.shape
+    torch.testing.assert_close(out.x_hat, likelihood.mean(out.logits))
+
+
+def test_the_continuous_bernoulli_mean_is_not_the_sigmoid() -> None:
+    logits = torch.tensor([[-60.0, -3.0, -1e-4, 0.0, 2e-3, 0.5, 40.0]], dtype=torch.float64)
+    mean = ContinuousBernoulli().mean(logits)
+    lam = torch.sigmoid(logits)
+    # lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) where it can be evaluated in
+    # float64, its series near 1/2, and its asymptotes -1/l and 1 - 1/l far out
+    direct = lam / (2 * lam - 1) + 1 / (2 * torch.atanh(1 - 2 * lam))
+    exact = torch.where(logits.abs() > 1e-2, direct, 0.5 + logits / 12)
+    exact = torch.where(logits < -30, -1 / logits, torch.where(logits > 30, 1 - 1 / logits, exact))
+    torch.testing.assert_close(mean, exact, rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(mean, lam)
+    draws = ContinuousBernoulli().sample(
+        torch.full((20_000,), -3.0, dtype=torch.float64), torch.Generator().manual_seed(0)
+    )
+    assert abs(draws.mean().item() - mean[0, 1].item()) < 4 * draws.std().item() / 141

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import pickle
 import signal
@@ -21,7 +22,10 @@ from torchvae import serialization
 from torchvae.conditional import ConditionalVAE
 from torchvae.decoders import ConvDecoder, Decoder
 from torchvae.encoders import ConvEncoder, Encoder
+from torchvae.likelihoods import ContinuousBernoulli, Gaussian
 from torchvae.model import VAE
+from torchvae.posteriors import FlowPosterior
+from torchvae.priors import FlowPrior, MixturePrior, VampPrior
 from torchvae.serialization import (
     FORMAT_VERSION,
     SerializationError,
@@ -51,6 +55,48 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
         embedding_dim=2,
     ),
 }
+# Every prior, posterior and likelihood, alone and with a label.
+ARCHITECTURES.update(
+    {
+        "gaussian-learned-scale": lambda: VAE(
+            Encoder(12, 8, 3), Decoder(3, 8, 12), likelihood=Gaussian(0.2, learn_scale=True)
+        ),
+        "continuous-bernoulli": lambda: VAE(
+            Encoder(12, 8, 3), Decoder(3, 8, 12), likelihood=ContinuousBernoulli()
+        ),
+        "mixture-prior": lambda: VAE(Encoder(12, 8, 3), Decoder(3, 8, 12), prior=MixturePrior(4)),
+        "vamp-prior": lambda: VAE(Encoder(12, 8, 3), Decoder(3, 8, 12), prior=VampPrior(5)),
+        "cvae-mixture": lambda: ConditionalVAE.mlp(12, 8, 3, num_classes=4, prior=MixturePrior(2)),
+        "cvae-vamp-conv": lambda: ConditionalVAE.conv(
+            3, 4, (1, 8, 8), (2,), prior=VampPrior(8), likelihood=Gaussian(link="identity")
+        ),
+    }
+)
+if importlib.util.find_spec("zuko") is not None:
+    ARCHITECTURES.update(
+        {
+            "flow-prior": lambda: VAE(
+                Encoder(12, 8, 3), Decoder(3, 8, 12), prior=FlowPrior(2, (6,))
+            ),
+            "flow-posterior": lambda: VAE(
+                Encoder(12, 8, 3), Decoder(3, 8, 12), posterior=FlowPosterior(2, (6,))
+            ),
+            "vamp-realnvp-posterior": lambda: VAE(
+                Encoder(12, 8, 3),
+                Decoder(3, 8, 12),
+                prior=VampPrior(3),
+                posterior=FlowPosterior(1, (6,), flow="realnvp"),
+            ),
+            "cvae-flow-prior-and-posterior": lambda: ConditionalVAE.mlp(
+                12,
+                8,
+                3,
+                num_classes=4,
+                prior=FlowPrior(1, (6,)),
+                posterior=FlowPosterior(1, (6,)),
+            ),
+        }
+    )
 
 
 def _inputs(model: nn.Module) -> tuple[torch.Tensor, ...]:
@@ -75,7 +121,7 @@ def _outputs(model: nn.Module) -> list[torch.Tensor]:
         if isinstance(model, ConditionalVAE)
         else model.sample(3, generator=torch.Generator().manual_seed(2))
     )
-    return [out.logits, out.mean, out.log_var, out.z, samples]
+    return [out.logits, out.mean, out.log_var, out.z, out.log_px_z, out.kl, samples]
 
 
 def _assert_same_model(a: nn.Module, b: nn.Module) -> None:

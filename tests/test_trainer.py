@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -20,6 +21,8 @@ from torchvae.encoders import Encoder
 from torchvae.likelihoods import Bernoulli, Gaussian, Likelihood
 from torchvae.losses import ELBOLoss, IWAELoss
 from torchvae.model import VAE, VAEOutput
+from torchvae.posteriors import FlowPosterior
+from torchvae.priors import FlowPrior, MixturePrior, VampPrior
 from torchvae.schedules import Linear
 from torchvae.trainer import NonFiniteLossError, StepOutput, Trainer
 
@@ -471,3 +474,63 @@ def test_flush_denormal_holds_only_while_fitting(flush: bool) -> None:
         torch.set_flush_denormal(False)
     with pytest.raises(TypeError, match="flush_denormal must be a bool"):
         Trainer(make_model(), device="cpu", flush_denormal=1)  # type: ignore[arg-type]
+
+
+def _parts() -> dict[str, Any]:
+    parts: dict[str, Any] = {
+        "mixture": {"prior": lambda: MixturePrior(3)},
+        "vamp": {"prior": lambda: VampPrior(4)},
+        "conditional-vamp": {"prior": lambda: VampPrior(4), "num_classes": 2},
+    }
+    if importlib.util.find_spec("zuko") is not None:
+        parts["flow-prior"] = {"prior": lambda: FlowPrior(1, (6,))}
+        parts["flow-posterior"] = {"posterior": lambda: FlowPosterior(1, (6,))}
+    return parts
+
+
+@pytest.mark.parametrize("name", sorted(_parts()))
+def test_every_prior_and_posterior_resumes_exactly(name: str, tmp_path: Path) -> None:
+    spec = dict(_parts()[name])
+    classes = spec.pop("num_classes", None)
+    data = make_data(48)
+    if classes:
+        data = TensorDataset(data, torch.arange(48) % classes)  # type: ignore[assignment]
+
+    def trainer(folder: Path) -> Trainer:
+        torch.manual_seed(0)
+        width = classes or 0
+        model = VAE(
+            Encoder(D + width, 8, 2),
+            Decoder(2 + width, 8, D),
+            num_classes=classes,
+            **{k: build() for k, build in spec.items()},
+        )
+        return Trainer(
+            model, callbacks=[ModelCheckpoint(folder)], device="cpu", seed=1, batch_size=16
+        )
+
+    full = trainer(tmp_path / "full")
+    full.fit(data, epochs=3)
+    part = trainer(tmp_path / "part")
+    part.fit(data, epochs=2)
+    resumed = trainer(tmp_path / "part")
+    resumed.fit(data, epochs=3, resume="last")
+    assert params_equal(full.model, resumed.model)
+    assert resumed.history == [
+        {**h, "time": r["time"]} for h, r in zip(full.history, resumed.history, strict=True)
+    ]
+
+
+def test_labels_out_of_range_in_fit_name_the_batch() -> None:
+    model = VAE(Encoder(D + 3, 8, 2), Decoder(2 + 3, 8, D), num_classes=3)
+    labels = torch.arange(48) % 3
+    labels[37] = 3
+    data = TensorDataset(make_data(48), labels)
+    trainer = Trainer(model, device="cpu", batch_size=16)
+    with pytest.raises(
+        ValueError,
+        match=r"batch y must hold class labels .*got values in \[0, 3\] .*batch 3 \(step 3",
+    ):
+        trainer.fit(DataLoader(data, batch_size=16), epochs=1)
+    with pytest.raises(ValueError, match="the model is conditional"):
+        trainer.fit(make_data(48), epochs=1)

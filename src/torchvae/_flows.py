@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["FlowKind", "build_flow", "require_zuko"]
 
@@ -78,7 +78,10 @@ def build_flow(
             hidden_features=tuple(hidden_features),
         )
     for transform in flow.transform.transforms:
-        last = [m for m in transform.hyper.modules() if isinstance(m, nn.Linear)][-1]
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        # zuko's own linear layers are not torch.nn.Linear: find the last one by its weight
+        layers = [
+            m for m in transform.hyper.modules() if isinstance(getattr(m, "weight", None), Tensor)
+        ]
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
     return flow

@@ -16,6 +16,7 @@ __all__ = [
     "check_overflow",
     "conv_stack",
     "deconv_stack",
+    "halved",
     "mlp",
     "to_batch_of",
 ]
@@ -34,6 +35,13 @@ def mlp(sizes: Sequence[int], activation: Activation) -> nn.Sequential:
     for n_in, n_out in pairwise(sizes):
         layers += [nn.Linear(n_in, n_out), activation()]
     return nn.Sequential(*layers)
+
+
+def halved(size: int, times: int) -> int:
+    """``size`` after ``times`` stride-2 4x4 convolutions with padding 1 (each rounds down)."""
+    for _ in range(times):
+        size //= 2
+    return size
 
 
 def conv_stack(channels: Sequence[int], activation: Activation) -> nn.Sequential:

@@ -103,12 +103,13 @@ class ConvDecoder(_SigmoidDecoder):
     r"""Convolutional decoder for images, the mirror of :class:`~torchvae.ConvEncoder`.
 
     A linear layer maps :math:`z` to a small feature map (7x7 for 28x28 output with the
-    defaults); stride-2 4x4 transposed convolutions double it back to the image size.
+    defaults); stride-2 4x4 transposed convolutions double it back, and a size that is not
+    a multiple of ``2 ** len(channels)`` is reached by cropping the last map's center (a
+    30x30 image grows from 8x8 to 32x32 and is cropped to 30x30). Any image size works.
 
     Args:
         latent_dim: dimension of :math:`z`.
-        output_shape: ``(channels, height, width)``; height and width must be divisible
-            by ``2 ** len(channels)``.
+        output_shape: ``(channels, height, width)``, any size.
         channels: channels of the feature maps, from the smallest map upwards; each one
             is followed by a transposed convolution.
         activation: factory of the activation module; default ``LeakyReLU(0.2)``.
@@ -137,12 +138,7 @@ class ConvDecoder(_SigmoidDecoder):
             raise ValueError("channels must name at least one feature map, got ()")
         factor = 2 ** len(self.channels)
         c, h, w = self.output_shape
-        if h % factor or w % factor:
-            raise ValueError(
-                f"output_shape's height and width must be divisible by 2**len(channels) = "
-                f"{factor}, got {h}x{w}"
-            )
-        self._start = (self.channels[0], h // factor, w // factor)
+        self._start = (self.channels[0], -(-h // factor), -(-w // factor))
         self.project = nn.Sequential(
             nn.Linear(self.latent_dim, math.prod(self._start)), activation()
         )
@@ -153,4 +149,8 @@ class ConvDecoder(_SigmoidDecoder):
         first = cast(nn.Linear, self.project[0])
         h = self.project(_latent_batch(z, self.latent_dim, first.weight))
         out: Tensor = self.upsample(h.reshape(h.shape[0], *self._start))
+        _, height, width = self.output_shape
+        top, left = (out.shape[-2] - height) // 2, (out.shape[-1] - width) // 2
+        if top or left:
+            out = out[..., top : top + height, left : left + width]
         return out

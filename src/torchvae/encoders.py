@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from ._nn import Activation, check_overflow, conv_stack, leaky_relu, mlp, to_batch_of
+from ._nn import Activation, check_overflow, conv_stack, halved, leaky_relu, mlp, to_batch_of
 from ._validation import check_positive_int, check_positive_ints
 from .gaussian import GaussianParams
 
@@ -87,14 +87,15 @@ class Encoder(_GaussianEncoder):
 class ConvEncoder(_GaussianEncoder):
     r"""Convolutional encoder for images, interchangeable with :class:`Encoder`.
 
-    Stride-2 4x4 convolutions with LeakyReLU(0.2) halve the image at each layer
-    (28x28 -> 14x14 -> 7x7 with the defaults); linear heads give :math:`\mu` and
-    :math:`\log\sigma^2`.
+    Stride-2 4x4 convolutions with LeakyReLU(0.2) halve the image at each layer, rounding
+    down (28x28 -> 14x14 -> 7x7 with the defaults, 3x32x32 -> 16x16 -> 8x8); linear heads
+    give :math:`\mu` and :math:`\log\sigma^2`. Any image size works whose sides are at
+    least ``2 ** len(channels)``.
 
     Args:
         latent_dim: dimension of :math:`z`.
-        input_shape: ``(channels, height, width)``; height and width must be divisible by
-            ``2 ** len(channels)``. Flat input with as many features is reshaped.
+        input_shape: ``(channels, height, width)``, any size with height and width at
+            least ``2 ** len(channels)``. Flat input with as many features is reshaped.
         channels: output channels of each convolution.
         activation: factory of the activation module; default ``LeakyReLU(0.2)``.
 
@@ -121,13 +122,14 @@ class ConvEncoder(_GaussianEncoder):
         self.channels = check_positive_ints(channels, "channels")
         factor = 2 ** len(self.channels)
         c, h, w = self.input_shape
-        if h % factor or w % factor:
+        if h < factor or w < factor:
             raise ValueError(
-                f"input_shape's height and width must be divisible by 2**len(channels) = "
-                f"{factor}, got {h}x{w}"
+                f"input_shape's height and width must be at least 2**len(channels) = "
+                f"{factor} (each convolution halves them), got {h}x{w}"
             )
         self.features = conv_stack((c, *self.channels), activation)
-        width = self.channels[-1] * (h // factor) * (w // factor) if self.channels else c * h * w
+        out_h, out_w = halved(h, len(self.channels)), halved(w, len(self.channels))
+        width = self.channels[-1] * out_h * out_w if self.channels else c * h * w
         self.mean = nn.Linear(width, self.latent_dim)
         self.log_var = nn.Linear(width, self.latent_dim)
 

@@ -234,8 +234,12 @@ class FlowPosterior(Posterior):
         return z, log_q0 - ladj
 
     def log_prob(self, z: Tensor, params: GaussianParams) -> Tensor:
-        z0, ladj = self._transform(params).inv.call_and_ladj(z)
-        log_q: Tensor = params.log_prob(z0) + ladj
+        # A coupling writes into masked entries of its input, so z and the context must
+        # already have their common shape.
+        shape = torch.broadcast_shapes(z.shape, params.mean.shape)  # type: ignore[no-untyped-call]
+        full = GaussianParams(params.mean.expand(shape), params.log_var.expand(shape))
+        z0, ladj = self._transform(full).inv.call_and_ladj(z.expand(shape))
+        log_q: Tensor = full.log_prob(z0) + ladj
         return log_q
 
     def location(self, params: GaussianParams) -> Tensor:
