@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,39 @@ def test_read_idx_truncated_gzip(tmp_path: Path) -> None:
     with pytest.raises(IDXFormatError, match="corrupt or truncated gzip") as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((20_000, 100, 100), r"expected 200000000 bytes|at most"),  # 200 MB claimed
+        ((2**32 - 1,) * 3, r"expected \d+ bytes|at most"),  # more than any memory
+    ],
+)
+def test_a_header_claiming_more_than_the_file_holds_allocates_nothing(
+    tmp_path: Path, compress: bool, shape: tuple[int, ...], match: str
+) -> None:
+    header = bytes([0, 0, 8, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape)
+    path = tmp_path / "liar-ubyte"
+    path.write_bytes(gzip.compress(header) if compress else header)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IDXFormatError, match=match) as info:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value)
+    assert peak < 4 * 2**20, f"{peak} bytes allocated for a {len(header)}-byte header"
+
+
+def test_gzip_whose_trailer_does_not_give_the_length_still_reads(tmp_path: Path) -> None:
+    t = torch.randint(0, 256, (40, 5, 5), dtype=torch.uint8)
+    data = idx_bytes(t)
+    path = tmp_path / "two-members-ubyte"
+    path.write_bytes(gzip.compress(data[:300]) + gzip.compress(data[300:]))  # as `cat a.gz b.gz`
+    assert torch.equal(read_idx(path), t)
 
 
 # --- finding the files -----------------------------------------------------------------------
