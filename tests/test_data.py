@@ -246,27 +246,66 @@ def test_missing_files_error_lists_places_and_remedies(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCHVAE_DATA_DIR", str(isolated / "env"))
-    (isolated / "root").mkdir()
-    write(isolated / "root" / FILES[2], fake_split(3, 0)[0], compress=True)
     with pytest.raises(DatasetNotFoundError) as info:
-        load_dataset("fashion-mnist", isolated / "root", train=False)
+        load_dataset("fashion-mnist", train=False)
     assert isinstance(info.value, FileNotFoundError)
     msg = str(info.value)
     for place in (
-        isolated / "root" / "FashionMNIST" / "raw",
-        isolated / "root",
         isolated / "env" / "FashionMNIST" / "raw",
         isolated / "env",
         Path("MNIST_DATA").absolute() / "FashionMNIST" / "raw",
         isolated / "debian-fashion-mnist",
     ):
-        assert f"- {place}\n" in msg or f"- {place} (" in msg, place
-    assert "has only t10k-images-idx3-ubyte" in msg
+        assert f"- {place} (does not exist)" in msg, place
     for name in FILES:
         assert name in msg
     for remedy in ("download=True", "TORCHVAE_DATA_DIR", "apt-get install dataset-fashion-mnist"):
         assert remedy in msg
     assert "root=" in msg
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_an_explicit_folder_is_the_only_place_looked_in(isolated: Path, layout: str) -> None:
+    write_dataset(isolated / "debian-fashion-mnist", compress=True)  # complete elsewhere
+    write_dataset(Path("MNIST_DATA") / "FashionMNIST" / "raw", compress=False)
+    root = isolated / "mine"
+    folder = root if layout == "flat" else root / "FashionMNIST" / "raw"
+    mine = fake_split(5, 3)
+    write(folder / FILES[0], mine[0], compress=True)
+    write(folder / FILES[1], mine[1], compress=False)
+    assert torch.equal(load_dataset("fashion-mnist", root)[0], mine[0])
+    for call in (
+        lambda: load_dataset("fashion-mnist", root, train=False),
+        lambda: mnist_loaders(root, dataset="fashion-mnist"),
+    ):
+        with pytest.raises(DatasetNotFoundError) as info:
+            call()
+        msg = str(info.value)
+        assert str(folder.absolute()) in msg and "not the test split" in msg
+        assert "missing t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in msg
+        assert "debian" not in msg and "MNIST_DATA" not in msg
+
+
+def test_a_missing_explicit_folder_is_an_error_even_with_data_elsewhere(isolated: Path) -> None:
+    write_dataset(isolated / "debian-fashion-mnist", compress=True)
+    write_dataset(Path("MNIST_DATA"), compress=False)
+    for name in ("mnist", "fashion-mnist"):
+        for train in (True, False):
+            with pytest.raises(DatasetNotFoundError, match=r"nonexistent \(does not exist\)"):
+                load_dataset(name, isolated / "nonexistent", train=train)
+
+
+def test_the_default_search_never_mixes_folders(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dataset(Path("MNIST_DATA"), compress=False)  # complete, but searched after the env
+    partial = isolated / "env"
+    write(partial / FILES[2], fake_split(3, 0)[0], compress=True)
+    write(partial / FILES[3], fake_split(3, 0)[1], compress=True)
+    monkeypatch.setenv("TORCHVAE_DATA_DIR", str(partial))
+    assert len(load_dataset("mnist", train=False)[0]) == 3
+    with pytest.raises(DatasetNotFoundError, match=r"missing train-images-idx3-ubyte"):
+        load_dataset("mnist", train=True)
 
 
 def test_unknown_dataset_name_lists_known_ones() -> None:

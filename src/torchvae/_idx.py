@@ -289,10 +289,11 @@ def dataset_key(name: object) -> str:
 
 
 def _search_dirs(key: str, root: str | os.PathLike[str] | None) -> list[Path]:
+    """Where to look: ``root`` alone when given, else the default places in order."""
     _, folder, _ = DATASETS[key]
-    bases: list[Path] = []
     if root is not None:
-        bases.append(Path(root))
+        return [Path(root) / folder / "raw", Path(root)]
+    bases: list[Path] = []
     if os.environ.get(ENV_VAR):
         bases.append(Path(os.environ[ENV_VAR]))
     dirs = [d for base in bases for d in (base / folder / "raw", base)]
@@ -355,33 +356,54 @@ def locate(
 ) -> tuple[Path, Path]:
     """The image and label files of one split, searched for (or downloaded) as documented.
 
+    Every split comes from the same folder: the first one searched that holds any of the
+    dataset's four files. With ``root`` given, only ``root`` is searched.
+
     Raises:
-        DatasetNotFoundError: Found nowhere (and not downloaded); the message lists where
-            it looked and how to provide the files.
+        DatasetNotFoundError: Found nowhere (and not downloaded), or the folder holding
+            the dataset lacks this split; the message lists where it looked, the missing
+            files and how to provide them.
     """
     dirs = _search_dirs(key, root)
-    found = next((d for d in dirs if all(_find(d, n) for n in _FILES[train])), None)
+    home = next((d for d in dirs if any(_find(d, n) for n in _ALL_FILES)), None)
+    base = root if root is not None else os.environ.get(ENV_VAR) or _TEXTBOOK_DIR
+    target = Path(base) / DATASETS[key][1] / "raw"
     errors: list[str] = []
-    if found is None and download:
-        base = root if root is not None else os.environ.get(ENV_VAR) or _TEXTBOOK_DIR
-        found = Path(base) / DATASETS[key][1] / "raw"
-        errors = _download(key, found)
-    images, labels = (None, None) if found is None else (_find(found, n) for n in _FILES[train])
+    # Downloading completes the download folder only, never a partial folder of the user's.
+    incomplete = home is None or not all(_find(home, n) for n in _FILES[train])
+    if download and incomplete and home in (None, target):
+        errors = _download(key, target)
+        home = target
+    images, labels = (None, None) if home is None else (_find(home, n) for n in _FILES[train])
     if images is None or labels is None:
-        raise DatasetNotFoundError(_not_found(key, train, dirs, errors))
+        raise DatasetNotFoundError(_not_found(key, train, dirs, errors, home))
     return images, labels
 
 
-def _not_found(key: str, train: bool, dirs: list[Path], errors: list[str]) -> str:
+def _not_found(
+    key: str, train: bool, dirs: list[Path], errors: list[str], home: Path | None
+) -> str:
     title, folder, mirrors = DATASETS[key]
     needed = ", ".join(_FILES[train])
-    lines = [
-        f"Could not find the {title} {'training' if train else 'test'} files ({needed}).",
-        "Looked in:",
-    ]
+    split = "training" if train else "test"
+    if home is not None and not errors:
+        missing = [n for n in _FILES[train] if _find(home, n) is None]
+        have = [n for n in _ALL_FILES if _find(home, n) is not None]
+        return "\n".join(
+            [
+                f"{home.absolute()} holds {title} files ({', '.join(have)}) but not the "
+                f"{split} split: missing {', '.join(missing)} (each raw or ending in .gz).",
+                "Every split is read from the one folder that holds the data set; add the "
+                "missing files there (or remove the partial folder).",
+            ]
+        )
+    lines = [f"Could not find the {title} {split} files ({needed}).", "Looked in:"]
     for d in dirs:
         have = [n for n in _FILES[train] if _find(d, n) is not None]
-        lines.append(f"  - {d.absolute()}" + (f" (has only {', '.join(have)})" if have else ""))
+        note = f" (has only {', '.join(have)})" if have else ""
+        if not d.exists():
+            note = " (does not exist)"
+        lines.append(f"  - {d.absolute()}{note}")
     if errors:
         lines += ["Download failed:", *(f"  - {e}" for e in errors)]
     lines += [
