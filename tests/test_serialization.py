@@ -571,3 +571,16 @@ def test_model_from_config_names_the_problem() -> None:
         )
     with pytest.raises(ValueError, match="must be a dict with a str 'type' key"):
         model_from_config({"encoder": 1})
+
+
+def test_folders_and_odd_links_are_named_for_what_they_are(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        load_model(tmp_path)
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    for load in (load_model, lambda p: load_weights(Encoder(4, 4, 2), p)):
+        with pytest.raises(OSError, match=r"loop\.pt' is a loop of symbolic links") as info:
+            load(loop)
+        assert not isinstance(info.value, FileNotFoundError)
+    with pytest.raises(FileNotFoundError, match=r"'.*missing\.pt' does not exist"):
+        load_model(tmp_path / "missing.pt")

@@ -9,13 +9,15 @@ and at worst a stray ``.<name>.*.tmp`` beside it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "check_writable"]
+__all__ = ["atomic_write", "check_file", "check_writable"]
 
 
 def _umask() -> int:
@@ -103,3 +105,45 @@ def check_writable(folder: str | os.PathLike[str], what: str = "output directory
     except OSError as e:
         raise OSError(e.errno, f"{what} {str(folder)!r} is not writable: {e.strerror or e}") from e
     return folder
+
+
+def check_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Check that ``path`` is a file that can be opened, saying why when it is not.
+
+    ``Path.exists`` is ``False`` for a loop of symbolic links and for a link to nowhere,
+    which would read as "does not exist"; this names those cases.
+
+    Args:
+        path: the file.
+        what: how to name it in messages (``"checkpoint"``, ``"model file"``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileNotFoundError: nothing is at ``path``, or it is a symbolic link to nowhere.
+        IsADirectoryError: ``path`` is a folder.
+        OSError: ``path`` is a loop of symbolic links, or cannot be examined (the message
+            says why).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FileNotFoundError(
+                f"{what} {str(path)!r} is a symbolic link to {os.readlink(path)!r}, "
+                f"which does not exist"
+            ) from None
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP,
+                f"{what} {str(path)!r} is a loop of symbolic links (following them leads "
+                f"back to a link, never to a file): point the link at the real file",
+            ) from None
+        raise OSError(e.errno, f"cannot open {what} {str(path)!r}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{what} {str(path)!r} is a folder, not a file")
+    return path

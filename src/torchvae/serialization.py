@@ -66,7 +66,7 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_write
+from ._io import atomic_write, check_file
 from .conditional import ConditionalVAE
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
@@ -442,10 +442,7 @@ def _unpickling_problem(path: Path, error: Exception) -> SerializationError:
 
 
 def _torch_load(path: Path, map_location: MapLocation) -> object:
-    if not path.exists():
-        raise FileNotFoundError(f"no such model file: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a model file")
+    check_file(path, "model file")
     try:
         with warnings.catch_warnings():
             # Raised for hostile or foreign pickles, which are refused just below anyway.
@@ -551,7 +548,9 @@ def load_model(
         (call ``.eval()`` for inference).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist (or is a symbolic link to nowhere).
+        IsADirectoryError: ``path`` is a folder.
+        OSError: ``path`` is a loop of symbolic links or cannot be examined.
         SerializationError: the file is truncated or corrupted, is not a torchvae model
             file, holds pickled objects that could run code, has a newer format
             version, cannot go to its saved device, or holds a model that is not an
@@ -606,7 +605,8 @@ def load_weights(model: M, path: PathLike, strict: bool = True) -> M:
         SerializationError: the file's keys or shapes do not fit ``model`` (the message
             lists the missing, unexpected and mismatched keys and, where known, both
             architectures), or the file cannot be read (see :func:`load_model`).
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist; ``IsADirectoryError`` and
+            ``OSError`` as for :func:`load_model`.
         TypeError: ``model`` is not a module or ``path`` not a path.
 
     Example:
