@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -44,12 +45,13 @@ from ._distributed import (
     rank_device,
     wants_ddp,
 )
+from ._resume import ResumeWarning, apply_hyperparameters, check_resumable, hyperparameters
 from ._validation import check_finite, check_positive_int, trusted_inputs
 from .callbacks import HOOKS, Callback, ModelCheckpoint
 from .checkpoint import get_rng_state, load_checkpoint, resolve_checkpoint, set_rng_state
 from .losses import ELBOLoss, LossOutput
 
-__all__ = ["NonFiniteLossError", "StepOutput", "Trainer"]
+__all__ = ["NonFiniteLossError", "ResumeWarning", "StepOutput", "Trainer"]
 
 Precision = Literal["32", "bf16", "16-mixed"]
 Strategy = Literal["auto", "ddp", "none"]
@@ -288,6 +290,7 @@ class Trainer:
         self.loss = (ELBOLoss() if loss is None else loss).to(self.device)
         params = [*self.model.parameters(), *self.loss.parameters()]
         self.optimizer = _default_optimizer(params) if optimizer is None else optimizer
+        self._given_hyperparameters = hyperparameters(self.optimizer)  # for the resume rule
         self.scheduler = scheduler
         for name, value, allowed in (
             ("scheduler_interval", scheduler_interval, ("epoch", "step")),
@@ -400,7 +403,14 @@ class Trainer:
             NonFiniteLossError: a NaN/inf loss or gradient norm with ``nan_policy="raise"``;
                 the message names the epoch and step and the last checkpoint written.
             ValueError: an epoch without batches (e.g. ``train`` is an exhausted generator).
-            CheckpointError: ``resume`` names a truncated or corrupted file.
+            CheckpointError: ``resume`` names a truncated or corrupted file, or one written
+                for another architecture or optimizer type (the message says what
+                differs; see :meth:`load_state_dict` for what may change).
+
+        Warns:
+            ResumeWarning: the resumed run uses hyper-parameters other than the
+                checkpoint's (see :meth:`load_state_dict`), or ``epochs`` is not more than
+                the epochs already done.
             OSError: an output directory is not writable, or a checkpoint cannot hold the
                 weights on the free disk space (before training); a file could not be
                 written during training (e.g. the disk is full): the message names the
@@ -415,8 +425,16 @@ class Trainer:
             )
         if resume is not None:
             path = self._resolve_on_rank_zero(resume)
-            self.load_state_dict(load_checkpoint(path))
+            self._restore(load_checkpoint(path), path)
             self.last_checkpoint = path
+            if self.epoch >= epochs:
+                warnings.warn(
+                    ResumeWarning(
+                        f"{str(path)!r} has {self.epoch} epochs done and epochs={epochs} is "
+                        f"the total, counting those: nothing to train (pass a larger epochs)"
+                    ),
+                    stacklevel=2,
+                )
         else:
             self._seed_ranks()
         train_batches, self.val = self._batches(train, train=True), val
@@ -722,6 +740,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "optimizer_type": type(self.optimizer).__qualname__,
+            "optimizer_hyperparameters": self._given_hyperparameters,
             "epoch": self.epoch,
             "global_step": self.global_step,
             "skipped_steps": self.skipped_steps,
@@ -735,12 +755,58 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (e.g. by :func:`~torchvae.load_checkpoint`)."""
+        """Restore what :meth:`state_dict` returned (e.g. by :func:`~torchvae.load_checkpoint`).
+
+        What may differ from the run that wrote ``state``: the optimizer's numeric
+        hyper-parameters (``lr``, ``weight_decay``, ``betas``, ...): where this trainer's
+        optimizer was built with another value, that value is used (for ``lr`` also as
+        the scheduler's base rate) and a :class:`ResumeWarning` lists each change; the
+        moments, step counts and the scheduler's position are the checkpoint's. Values
+        left unchanged are restored exactly. Other optimizer options (``amsgrad``,
+        ``nesterov``, ...) stay the checkpoint's, with a warning when they differ.
+
+        Raises:
+            CheckpointError: the model's or the loss's tensors (names, shapes), the
+                optimizer's type or its parameter groups differ from ``state``'s; the
+                message says what, and nothing is changed.
+
+        Warns:
+            ResumeWarning: a hyper-parameter changed, or the scheduler is new or gone.
+        """
+        self._restore(state, None)
+
+    def _restore(self, state: dict[str, Any], path: Path | None) -> None:
+        where = path if path is not None else Path("<state dict>")
+        check_resumable(
+            where, state, self.model.state_dict(), self.loss.state_dict(), self.optimizer
+        )
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        changes = apply_hyperparameters(
+            self.optimizer,
+            self.scheduler,
+            self._given_hyperparameters,
+            state.get("optimizer_hyperparameters"),
+        )
+        if (self.scheduler is None) != (state["scheduler"] is None):
+            changes.append(
+                "the checkpoint's run had no learning-rate scheduler: this one starts "
+                "from its beginning"
+                if self.scheduler is not None
+                else "the checkpoint's run had a learning-rate scheduler, this trainer has "
+                "none: the learning rate stays as restored"
+            )
+        if changes:
+            warnings.warn(
+                ResumeWarning(
+                    f"resuming from {str(where)!r} with other settings than its run "
+                    f"(see the resume guide for the rule): " + "; ".join(changes)
+                ),
+                stacklevel=3,
+            )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
