@@ -3,7 +3,8 @@
 A write goes to a temporary file in the destination's folder, is flushed and fsync'ed,
 and then renamed over the destination with :func:`os.replace` (atomic on POSIX and on
 Windows within one volume). Killed mid-write, a process leaves the previous file intact
-and at worst a stray ``.<name>.*.tmp`` beside it.
+and at worst a stray ``.<name>.*.tmp`` beside it, which :func:`remove_stray_temps` clears
+at the next start.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "check_file", "check_writable"]
+__all__ = ["atomic_write", "check_file", "check_writable", "remove_stray_temps"]
 
 
 def _umask() -> int:
@@ -78,6 +80,41 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         if isinstance(e, OSError) and str(target) not in str(e):
             raise OSError(e.errno, f"cannot write {target}: {e.strerror or e}") from e
         raise
+
+
+# What atomic_write's mkstemp names look like: "." + target name + "." + 8 random chars.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stray_temps(
+    folder: str | os.PathLike[str], names: re.Pattern[str] | None = None
+) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way left in ``folder``.
+
+    Only files named as :func:`atomic_write` names them are touched, and with ``names``
+    only those whose destination's name matches it. Call it when no other process can be
+    writing into ``folder`` (at the start of a run that owns it).
+
+    Args:
+        folder: the directory; nothing happens if it does not exist.
+        names: a pattern the destination's name must match in full (e.g. checkpoints').
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        m = _TEMP.match(path.name)
+        if m is None or (names is not None and not names.fullmatch(m["name"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def check_writable(folder: str | os.PathLike[str], what: str = "output directory") -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from ._io import check_writable
+from ._io import check_writable, remove_stray_temps
 from ._validation import check_positive_int
 from .checkpoint import save_checkpoint
 from .diagnostics import latent_report, warn_if_collapsed
@@ -121,12 +122,16 @@ def _monitored(trainer: Trainer, monitor: str, who: str) -> float:
     return float(trainer.metrics[monitor])
 
 
+_CHECKPOINT_NAMES = re.compile(r"epoch-\d+\.pt|best\.pt")
+
+
 class ModelCheckpoint(Callback):
     """Save a checkpoint every ``every_n_epochs`` epochs, keep the last ``keep_last``, and the best.
 
     Files: ``dirpath/epoch-NNNN.pt`` (``NNNN`` = epochs done) and ``dirpath/best.pt``,
-    each written atomically (a crash mid-write leaves the previous file intact). Only the
-    rank-0 process writes. Resume with ``trainer.fit(..., resume="last")``.
+    each written atomically (a crash mid-write leaves the previous file intact, and the
+    temporary file it leaves is removed when the next run starts). Only the rank-0
+    process writes. Resume with ``trainer.fit(..., resume="last")``.
 
     Args:
         dirpath: the directory, created if needed; checked writable when fit starts.
@@ -158,6 +163,7 @@ class ModelCheckpoint(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         if trainer.is_global_zero:
             check_writable(self.dirpath, "checkpoint directory")
+            remove_stray_temps(self.dirpath, _CHECKPOINT_NAMES)  # left by a killed run
         if self.monitor is None:
             self.monitor = "val_loss" if trainer.val is not None else "loss"
 

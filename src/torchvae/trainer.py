@@ -211,7 +211,10 @@ class Trainer:
         compile: run the forward pass and the loss through :func:`torch.compile`.
         nan_policy: on a NaN/inf loss or gradient norm, ``"raise"`` a
             :class:`NonFiniteLossError` or ``"skip"`` the step (counted in
-            ``skipped_steps``). NaN/inf *weights* stop the run under either policy
+            ``skipped_steps``). Skipping never hides a run that stopped learning: an
+            epoch whose every step is skipped (or ``max_consecutive_skips`` skipped
+            steps in a row) raises :class:`NonFiniteLossError` too, before that epoch
+            is checkpointed. NaN/inf *weights* stop the run under either policy
             (no later step could succeed); they are checked at the end of every epoch,
             before any checkpoint, so a NaN never reaches a checkpoint file.
         batch_size: batch size for data given as tensors or datasets (not for loaders).
@@ -220,6 +223,9 @@ class Trainer:
             initialized or the launcher set ``WORLD_SIZE > 1`` (``torchrun``), else one
             process; ``"ddp"``: require it (also for a single process under torchrun);
             ``"none"``: never (each process trains alone).
+        max_consecutive_skips: with ``nan_policy="skip"``, stop after this many skipped
+            steps in a row (within one :meth:`fit` call); ``None`` (the default): only a
+            wholly skipped epoch stops.
         flush_denormal: on the CPU, treat floats below :math:`1.2 \cdot 10^{-38}`
             (denormals) as zero while :meth:`fit` runs (:func:`torch.set_flush_denormal`;
             the previous mode is restored after). Adam's moments for dead ReLU units decay
@@ -268,6 +274,7 @@ class Trainer:
         log_every_n_steps: int = 50,
         strategy: Strategy = "auto",
         flush_denormal: bool = True,
+        max_consecutive_skips: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -337,6 +344,12 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.skipped_steps = 0
+        self.max_consecutive_skips = (
+            None
+            if max_consecutive_skips is None
+            else check_positive_int(max_consecutive_skips, "max_consecutive_skips")
+        )
+        self._skip_run = 0  # skipped steps in a row
         self.should_stop = False
         self.metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -401,6 +414,8 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: a NaN/inf loss or gradient norm with ``nan_policy="raise"``;
+                with ``"skip"``, an epoch of only skipped steps or ``max_consecutive_skips``
+                skipped steps in a row;
                 the message names the epoch and step and the last checkpoint written.
             ValueError: an epoch without batches (e.g. ``train`` is an exhausted generator).
             CheckpointError: ``resume`` names a truncated or corrupted file, or one written
@@ -440,6 +455,7 @@ class Trainer:
         train_batches, self.val = self._batches(train, train=True), val
         self.num_batches = len(train_batches) if isinstance(train_batches, Sized) else None
         self.should_stop = False
+        self._skip_run = 0
         steps0 = self.global_step
         try:
             self._call("on_fit_start")
@@ -582,6 +598,7 @@ class Trainer:
                     )
                 self._non_finite(losses.total.detach(), grad_norm, batch_idx, epochs)
             else:
+                self._skip_run = 0
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 if self.scheduler is not None and self.scheduler_interval == "step":
@@ -606,6 +623,13 @@ class Trainer:
         if self.distributed:
             sums, n_seen = all_reduce_sums(sums, n_seen)
             self._rng_ranks = all_gather(rng)
+        if n_seen == 0:  # every step skipped (on every rank): nothing was learnt
+            raise NonFiniteLossError(
+                f"every step of epoch {self.epoch + 1} of {epochs} "
+                f"({self.global_step - steps0} steps) was skipped for non-finite values "
+                f"(nan_policy='skip'); the epoch was not checkpointed; {self._last_good()}. "
+                f"Lower the learning rate, set grad_clip=, or check the data"
+            )
         loss, reconstruction, kl = (sums / n_seen).tolist() if n_seen else [math.nan] * 3
         self.epoch += 1
         self.metrics = {
@@ -654,7 +678,16 @@ class Trainer:
         what = f"loss {total.item()}, gradient norm {grad_norm.item()}"
         if self.nan_policy == "skip":
             self.skipped_steps += 1
-            return
+            self._skip_run += 1
+            limit = self.max_consecutive_skips
+            if limit is None or self._skip_run < limit:
+                return
+            raise NonFiniteLossError(
+                f"{self._skip_run} steps in a row were skipped for non-finite values "
+                f"(max_consecutive_skips={limit}), the last at {self._where(batch_idx, epochs)} "
+                f"({what}); {self._last_good()}. Lower the learning rate, set grad_clip=, or "
+                f"check the data"
+            )
         raise NonFiniteLossError(
             f"non-finite training values ({what}) at {self._where(batch_idx, epochs)}; "
             f"{self._last_good()}. Lower the "
