@@ -374,9 +374,10 @@ class TensorBoardLogger(Callback):
     :func:`~torchvae.latent_report`) under ``latent/``: KL, active units, mutual information,
     marginal KL, the fraction of collapsed dimensions, and a histogram of the KL per
     dimension, computed on the validation data (or, without it, on the first training
-    examples), with a :class:`~torchvae.PosteriorCollapseWarning` when most dimensions
-    collapse. The hyper-parameters go to a text entry at the start and to ``add_hparams``
-    with the final metrics at the end.
+    examples), with one :class:`~torchvae.PosteriorCollapseWarning` per run when the
+    posterior has collapsed (no active dimension, or :math:`I(x; z)` near 0; see
+    :func:`~torchvae.warn_if_collapsed`). The hyper-parameters go to a text entry at the
+    start and to ``add_hparams`` with the final metrics at the end.
 
     Args:
         log_dir: the run's directory (created, checked writable when fit starts).
@@ -408,6 +409,7 @@ class TensorBoardLogger(Callback):
         self._z: Tensor | None = None
         self._seen: list[tuple[Tensor, Tensor | None]] = []
         self._n_seen = 0
+        self._warned_collapse = False
 
     def _hparams(self, trainer: Trainer) -> dict[str, Any]:
         group = trainer.optimizer.param_groups[0]
@@ -432,6 +434,7 @@ class TensorBoardLogger(Callback):
             return
         from tensorboardX import SummaryWriter
 
+        self._warned_collapse = False
         check_writable(self.log_dir, "TensorBoard log directory")
         self.writer = SummaryWriter(str(self.log_dir))
         table = "\n".join(f"| {k} | {v} |" for k, v in self._hparams(trainer).items())
@@ -538,7 +541,8 @@ class TensorBoardLogger(Callback):
         for name, value in report.scalars().items():
             self.writer.add_scalar(f"latent/{name}", value, step)
         self.writer.add_histogram("latent/kl_per_dim", report.kl_per_dim.float().cpu(), step)
-        warn_if_collapsed(report)
+        if not self._warned_collapse:  # once a run: the counts are logged every epoch
+            self._warned_collapse = warn_if_collapsed(report)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.writer is None:

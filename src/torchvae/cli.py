@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from .checkpoint import find_last_checkpoint, load_checkpoint
 from .conditional import ConditionalVAE
 from .data import Binarize, DatasetNotFoundError, TensorLoader, load_dataset, mnist_loaders
 from .decoders import ConvDecoder, Decoder
-from .diagnostics import latent_report
+from .diagnostics import PosteriorCollapseWarning, latent_report, warn_if_collapsed
 from .encoders import ConvEncoder, Encoder
 from .importance import bits_per_dim, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
@@ -585,10 +586,14 @@ def _eval(args: argparse.Namespace) -> None:
         f"  KL per dim       min {float(kl.min()):.3f}  median {float(kl.median()):.3f}  "
         f"max {float(kl.max()):.3f}"
     )
-    if report.collapsed_fraction > 0.5:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        collapsed = warn_if_collapsed(report)  # the rule, without the Python warning
+    if collapsed:
         print(
-            f"  warning: posterior collapse, {len(report.collapsed)} of {report.latent_dim} "
-            f"dimensions inactive (try --warmup-epochs, --free-bits or a smaller --beta)"
+            f"  warning: posterior collapse, {report.active_units} of {report.latent_dim} "
+            f"dimensions active, I(x;z) ~ {report.mutual_information:.3g} nats (try "
+            f"--warmup-epochs, --free-bits or a smaller --beta)"
         )
 
 
