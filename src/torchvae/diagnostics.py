@@ -533,9 +533,10 @@ def warn_if_collapsed(
 
     Collapsed means the code carries (almost) nothing about :math:`x`: no dimension is
     active, or :math:`I(x; z)` is below ``min_information``. A model that uses only some
-    of its dimensions is not collapsed: the textbook's 200-dimensional latent trained on
-    MNIST keeps about 60 active, the rest at the prior, and that is the model working as
-    expected (the counts are in :attr:`LatentReport.active_units`, and in TensorBoard).
+    of its dimensions is not collapsed: the textbook's 200-dimensional latent kept 45 to 49
+    active after 5 epochs on Fashion-MNIST (two seeds), the rest at the prior, with
+    :math:`I(x; z) \approx 6.8` nats; that is the model working as expected (the counts
+    are in :attr:`LatentReport.active_units`, and in TensorBoard).
 
     Args:
         report: from :func:`latent_report`.
