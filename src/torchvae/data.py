@@ -131,7 +131,8 @@ class MNIST(Dataset[tuple[Tensor, int]]):
         targets: ``int64`` labels, shape ``(N,)``.
 
     Raises:
-        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+        DatasetNotFoundError: The files are nowhere, ``root`` does not exist, or the
+            folder holding the data lacks a split; the message says what is missing.
 
     Example:
         >>> ds = MNIST(train=False)  # doctest: +SKIP
@@ -401,7 +402,8 @@ def mnist_loaders(
 
     Raises:
         ValueError: Unknown ``dataset`` or bad loader arguments.
-        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+        DatasetNotFoundError: The files are nowhere, ``root`` does not exist, or the
+            folder holding the data lacks a split; the message says what is missing.
 
     Example:
         >>> train, test = mnist_loaders(flatten=True)  # doctest: +SKIP
