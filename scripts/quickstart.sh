@@ -4,7 +4,9 @@
 #
 # Works on a fresh clone with only Python 3.10+: makes .venv and installs torchvae into it.
 # Data: MNIST, found on disk (./MNIST_DATA, $TORCHVAE_DATA_DIR) or downloaded; offline, it
-# falls back to Fashion-MNIST from Debian's dataset-fashion-mnist package, with a note.
+# falls back to Fashion-MNIST from Debian's dataset-fashion-mnist package, with a note. Run
+# as root where apt-get is available, it installs that package itself (saying so); else it
+# prints the one command to run.
 # Default: 10 epochs (the chapter's 30 are long on a CPU); output in runs/DATASET-TIME/.
 # Extra arguments go to `torchvae train`, e.g.
 #   bash scripts/quickstart.sh --epochs 1
@@ -13,7 +15,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-DEBIAN_FASHION=/usr/share/datasets/fashion-mnist
+DEBIAN_FASHION=${DEBIAN_FASHION:-/usr/share/datasets/fashion-mnist}
+INSTALL_FASHION="apt-get install dataset-fashion-mnist"
+
+# As root with apt-get: install Debian's Fashion-MNIST package (retrying after an update of
+# the package lists, which a fresh machine may lack). Succeeds when the files are there.
+install_fashion() {
+    command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] || return 1
+    echo "quickstart: MNIST is not on disk and could not be downloaded (offline?);" \
+        "installing Fashion-MNIST with: $INSTALL_FASHION" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q dataset-fashion-mnist >&2 ||
+        { apt-get update -q >&2 && apt-get install -y -q dataset-fashion-mnist >&2; } ||
+        return 1
+    [ -d "$DEBIAN_FASHION" ]
+}
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -e .
@@ -28,17 +44,27 @@ for train in (True, False):
     load_dataset("mnist", train=train, download=True)
 ' >/dev/null 2>&1; then
         data_args=(--dataset mnist --download)
-    elif [ -d "$DEBIAN_FASHION" ]; then
-        rmdir -p MNIST_DATA/MNIST/raw 2>/dev/null || true # left empty by the failed download
-        echo "quickstart: MNIST is not on disk and could not be downloaded (offline?);" \
-            "training on Fashion-MNIST from $DEBIAN_FASHION instead." >&2
-        data_args=(--dataset fashion-mnist --data-dir "$DEBIAN_FASHION")
     else
-        rmdir -p MNIST_DATA/MNIST/raw 2>/dev/null || true
-        echo "quickstart: MNIST is not on disk and could not be downloaded (offline?)." \
-            "Put the four IDX files in ./MNIST_DATA (or pass --data-dir FOLDER), or install" \
-            "Fashion-MNIST (sudo apt-get install dataset-fashion-mnist) and rerun." >&2
-        exit 1
+        rmdir -p MNIST_DATA/MNIST/raw 2>/dev/null || true # left empty by the failed download
+        if [ -d "$DEBIAN_FASHION" ] || install_fashion; then
+            echo "quickstart: MNIST is not on disk and could not be downloaded (offline?);" \
+                "training on Fashion-MNIST from $DEBIAN_FASHION instead." >&2
+            data_args=(--dataset fashion-mnist --data-dir "$DEBIAN_FASHION")
+        elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -ne 0 ]; then
+            echo "quickstart: MNIST is not on disk and could not be downloaded (offline?)." \
+                "Install Fashion-MNIST with this one command, then rerun:" >&2
+            echo "    sudo $INSTALL_FASHION" >&2
+            echo "(or put MNIST's four IDX files in ./MNIST_DATA, or pass --data-dir FOLDER)" >&2
+            exit 1
+        else
+            if command -v apt-get >/dev/null 2>&1; then
+                echo "quickstart: '$INSTALL_FASHION' failed (its output is above)." >&2
+            fi
+            echo "quickstart: MNIST is not on disk and could not be downloaded (offline?)." \
+                "Put its four IDX files in ./MNIST_DATA (or pass --data-dir FOLDER) and" \
+                "rerun; see docs/howto/offline-data.md." >&2
+            exit 1
+        fi
     fi
     ;;
 esac

@@ -321,3 +321,49 @@ def test_tensorboard_logs_conditional_samples_and_warns_on_collapse(tmp_path: Pa
     assert Counter(v.tag for v in values if v.WhichOneof("value") == "image")["samples"] == 1
     active = [v.simple_value for v in values if v.tag == "latent/active_units"]
     assert active == [0.0]
+
+
+def test_collapse_is_warned_once_a_run_and_the_counts_logged_every_epoch(tmp_path: Path) -> None:
+    import warnings
+
+    from torchvae.diagnostics import PosteriorCollapseWarning
+
+    model = make_model()
+    with torch.no_grad():  # an encoder that ignores x: every latent dimension collapses
+        for layer in (model.encoder.mean, model.encoder.log_var):
+            layer.weight.zero_()
+            layer.bias.zero_()
+            layer.weight.requires_grad_(False)
+            layer.bias.requires_grad_(False)
+    logger = TensorBoardLogger(tmp_path / "tb", diagnostics=40)
+    trainer = Trainer(model, callbacks=[logger], device="cpu", seed=0, batch_size=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(make_data(), epochs=3)
+        trainer.fit(make_data(), epochs=4)  # a new fit, a new run: one more warning
+    collapse = [w for w in caught if issubclass(w.category, PosteriorCollapseWarning)]
+    assert len(collapse) == 2, [str(w.message) for w in collapse]
+    values = [v for e in read_events(tmp_path / "tb") for v in e.summary.value]
+    assert [v.simple_value for v in values if v.tag == "latent/active_units"] == [0.0] * 4
+
+
+def test_a_model_using_part_of_its_latent_is_not_warned_about(tmp_path: Path) -> None:
+    import warnings
+
+    from torchvae.diagnostics import PosteriorCollapseWarning
+
+    torch.manual_seed(0)
+    model = VAE(Encoder(D, 8, 8), Decoder(8, 8, D))
+    with torch.no_grad():  # two dimensions carry x precisely, six sit at the prior
+        model.encoder.mean.weight.mul_(20)[2:] = 0
+        model.encoder.mean.bias.zero_()
+        model.encoder.log_var.weight.zero_()
+        model.encoder.log_var.bias.copy_(torch.tensor([-6.0] * 2 + [0.0] * 6))
+    model.encoder.requires_grad_(False)
+    logger = TensorBoardLogger(tmp_path / "tb", diagnostics=60)
+    trainer = Trainer(model, callbacks=[logger], device="cpu", seed=0, batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PosteriorCollapseWarning)  # 6 of 8 inactive: no warning
+        trainer.fit(make_data(), epochs=2)
+    values = [v for e in read_events(tmp_path / "tb") for v in e.summary.value]
+    assert [v.simple_value for v in values if v.tag == "latent/active_units"] == [2.0, 2.0]

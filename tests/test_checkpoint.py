@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from torchvae import VAE, Decoder, Encoder, ModelCheckpoint, Trainer
 from torchvae._io import atomic_write, check_writable
 from torchvae.checkpoint import (
     CheckpointError,
@@ -27,7 +28,8 @@ def test_round_trip_keeps_tensors_and_plain_values(tmp_path: Path) -> None:
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["w"], state["w"])
     assert (loaded["epoch"], loaded["names"], loaded["best"]) == (4, ["a", "b"], None)
-    assert loaded["format_version"] == 1
+    assert loaded["format_version"] == 2
+    assert "sha256" not in loaded
 
 
 def test_rng_states_round_trip_through_a_safe_checkpoint(tmp_path: Path) -> None:
@@ -125,3 +127,110 @@ def test_unwritable_because_a_file_is_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match=r"file.*not writable"):
         check_writable(tmp_path / "file" / "sub")
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal nested content, tensors compared by dtype, shape and every bit."""
+    if isinstance(a, torch.Tensor):
+        return (
+            isinstance(b, torch.Tensor)
+            and (a.dtype, a.shape) == (b.dtype, b.shape)
+            and torch.equal(_bits(a), _bits(b))
+        )
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))  # type: ignore[arg-type]
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path) -> Path:
+    """Two epochs of a tiny VAE with Adam: checkpoints with weights, moments and random states."""
+    model = VAE(Encoder(12, 8, 2), Decoder(2, 8, 12))
+    trainer = Trainer(
+        model, device="cpu", seed=0, batch_size=8, callbacks=[ModelCheckpoint(tmp_path / "ck")]
+    )
+    trainer.fit(torch.rand(32, 12), epochs=2)
+    return tmp_path / "ck"
+
+
+def test_every_single_bit_flip_is_detected_or_harmless(trained_run: Path) -> None:
+    path = trained_run / "epoch-0002.pt"
+    original, data = load_checkpoint(path), path.read_bytes()
+    n, detected = 120, 0
+    for i in range(n):
+        offset = (i * (len(data) - 1)) // (n - 1)
+        flipped = bytearray(data)
+        flipped[offset] ^= 1 << (i % 8)
+        path.write_bytes(bytes(flipped))
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError as e:
+            detected += 1
+            assert str(path) in str(e)
+            if "corrupted" in str(e):
+                assert e.last_good == trained_run / "epoch-0001.pt"
+                assert "newest good checkpoint beside it is" in str(e)
+                assert str(trained_run / "epoch-0001.pt") in str(e)
+            continue
+        # not detected: only where the bit changes nothing loaded (zip padding, CRCs)
+        assert same(loaded, original), f"a flip at byte {offset} of {len(data)} loaded silently"
+    assert detected > n // 2
+
+
+def test_a_damaged_checkpoint_without_good_neighbours_says_so(tmp_path: Path) -> None:
+    path = save_checkpoint({"w": torch.zeros(1000)}, tmp_path / "epoch-0003.pt")
+    save_checkpoint({"w": torch.ones(3)}, tmp_path / "epoch-0002.pt")
+    (tmp_path / "epoch-0001.pt").write_bytes(b"junk")
+    for damaged in (path, tmp_path / "epoch-0002.pt"):
+        data = bytearray(damaged.read_bytes())
+        at = data.find(bytes(4000) if damaged == path else b"\x00\x00\x80?")
+        data[at + 1] ^= 0x10
+        damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="no good checkpoint is beside it") as info:
+        load_checkpoint(path)
+    assert info.value.last_good is None and info.value.recognized
+
+
+def test_resume_from_a_damaged_checkpoint_names_the_newest_good_one(trained_run: Path) -> None:
+    path = trained_run / "epoch-0002.pt"
+    weight = next(iter(load_checkpoint(path)["model"].values()))
+    data = bytearray(path.read_bytes())
+    data[data.find(weight.numpy().tobytes()) + 5] ^= 0x04  # one bit of one weight
+    path.write_bytes(bytes(data))
+    trainer = Trainer(
+        VAE(Encoder(12, 8, 2), Decoder(2, 8, 12)),
+        device="cpu",
+        batch_size=8,
+        callbacks=[ModelCheckpoint(trained_run)],
+    )
+    with pytest.raises(CheckpointError, match=r"epoch-0002\.pt.*epoch-0001\.pt"):
+        trainer.fit(torch.rand(32, 12), epochs=3, resume="last")
+
+
+def test_version_1_checkpoints_without_a_digest_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    torch.save({"format": "torchvae-checkpoint", "format_version": 1, "epoch": 7}, path)
+    assert load_checkpoint(path)["epoch"] == 7
+    torch.save({"format": "torchvae-checkpoint", "format_version": 2, "epoch": 7}, path)
+    with pytest.raises(CheckpointError, match="holds no SHA-256 checksum"):
+        load_checkpoint(path)
+
+
+def test_folders_and_odd_links_are_named_for_what_they_are(tmp_path: Path) -> None:
+    save_checkpoint({"epoch": 1}, tmp_path / "epoch-0001.pt")
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a file.*resolve_checkpoint"):
+        load_checkpoint(tmp_path)
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError, match=r"loop\.pt' is a loop of symbolic links"):
+        load_checkpoint(loop)
+    dangling = tmp_path / "dangling.pt"
+    dangling.symlink_to(tmp_path / "gone.pt")
+    with pytest.raises(FileNotFoundError, match=r"symbolic link to .*gone\.pt.*does not exist"):
+        load_checkpoint(dangling)

@@ -306,6 +306,27 @@ def test_missing_data_is_one_clear_error(
     assert not (tmp_path / "r").exists()
 
 
+def test_an_explicit_data_dir_is_the_only_place_looked_in(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert train(data_dir, out, "--epochs", "1") == 0
+    write_dataset(Path("MNIST_DATA"), compress=False)  # complete, in a place searched by default
+    capsys.readouterr()
+    args = ["eval", "--checkpoint", str(out / "model.pt"), "--k", "2"]
+    assert main([*args, "--data-dir", str(tmp_path / "nonexistent")]) == 1
+    assert "nonexistent (does not exist)" in capsys.readouterr().err
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (partial / name).write_bytes((data_dir / name).read_bytes())
+    assert train(partial, tmp_path / "run2", "--epochs", "1") == 1
+    err = capsys.readouterr().err
+    assert "missing t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in err
+    assert main([*args, "--data-dir", str(partial)]) == 1
+    assert "not the test split" in capsys.readouterr().err
+
+
 def test_bad_checkpoints_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a model")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,39 @@ def test_read_idx_truncated_gzip(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((20_000, 100, 100), r"expected 200000000 bytes|at most"),  # 200 MB claimed
+        ((2**32 - 1,) * 3, r"expected \d+ bytes|at most"),  # more than any memory
+    ],
+)
+def test_a_header_claiming_more_than_the_file_holds_allocates_nothing(
+    tmp_path: Path, compress: bool, shape: tuple[int, ...], match: str
+) -> None:
+    header = bytes([0, 0, 8, len(shape)]) + b"".join(s.to_bytes(4, "big") for s in shape)
+    path = tmp_path / "liar-ubyte"
+    path.write_bytes(gzip.compress(header) if compress else header)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IDXFormatError, match=match) as info:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(info.value)
+    assert peak < 4 * 2**20, f"{peak} bytes allocated for a {len(header)}-byte header"
+
+
+def test_gzip_whose_trailer_does_not_give_the_length_still_reads(tmp_path: Path) -> None:
+    t = torch.randint(0, 256, (40, 5, 5), dtype=torch.uint8)
+    data = idx_bytes(t)
+    path = tmp_path / "two-members-ubyte"
+    path.write_bytes(gzip.compress(data[:300]) + gzip.compress(data[300:]))  # as `cat a.gz b.gz`
+    assert torch.equal(read_idx(path), t)
+
+
 # --- finding the files -----------------------------------------------------------------------
 
 
@@ -212,27 +246,66 @@ def test_missing_files_error_lists_places_and_remedies(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCHVAE_DATA_DIR", str(isolated / "env"))
-    (isolated / "root").mkdir()
-    write(isolated / "root" / FILES[2], fake_split(3, 0)[0], compress=True)
     with pytest.raises(DatasetNotFoundError) as info:
-        load_dataset("fashion-mnist", isolated / "root", train=False)
+        load_dataset("fashion-mnist", train=False)
     assert isinstance(info.value, FileNotFoundError)
     msg = str(info.value)
     for place in (
-        isolated / "root" / "FashionMNIST" / "raw",
-        isolated / "root",
         isolated / "env" / "FashionMNIST" / "raw",
         isolated / "env",
         Path("MNIST_DATA").absolute() / "FashionMNIST" / "raw",
         isolated / "debian-fashion-mnist",
     ):
-        assert f"- {place}\n" in msg or f"- {place} (" in msg, place
-    assert "has only t10k-images-idx3-ubyte" in msg
+        assert f"- {place} (does not exist)" in msg, place
     for name in FILES:
         assert name in msg
     for remedy in ("download=True", "TORCHVAE_DATA_DIR", "apt-get install dataset-fashion-mnist"):
         assert remedy in msg
     assert "root=" in msg
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_an_explicit_folder_is_the_only_place_looked_in(isolated: Path, layout: str) -> None:
+    write_dataset(isolated / "debian-fashion-mnist", compress=True)  # complete elsewhere
+    write_dataset(Path("MNIST_DATA") / "FashionMNIST" / "raw", compress=False)
+    root = isolated / "mine"
+    folder = root if layout == "flat" else root / "FashionMNIST" / "raw"
+    mine = fake_split(5, 3)
+    write(folder / FILES[0], mine[0], compress=True)
+    write(folder / FILES[1], mine[1], compress=False)
+    assert torch.equal(load_dataset("fashion-mnist", root)[0], mine[0])
+    for call in (
+        lambda: load_dataset("fashion-mnist", root, train=False),
+        lambda: mnist_loaders(root, dataset="fashion-mnist"),
+    ):
+        with pytest.raises(DatasetNotFoundError) as info:
+            call()
+        msg = str(info.value)
+        assert str(folder.absolute()) in msg and "not the test split" in msg
+        assert "missing t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in msg
+        assert "debian" not in msg and "MNIST_DATA" not in msg
+
+
+def test_a_missing_explicit_folder_is_an_error_even_with_data_elsewhere(isolated: Path) -> None:
+    write_dataset(isolated / "debian-fashion-mnist", compress=True)
+    write_dataset(Path("MNIST_DATA"), compress=False)
+    for name in ("mnist", "fashion-mnist"):
+        for train in (True, False):
+            with pytest.raises(DatasetNotFoundError, match=r"nonexistent \(does not exist\)"):
+                load_dataset(name, isolated / "nonexistent", train=train)
+
+
+def test_the_default_search_never_mixes_folders(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dataset(Path("MNIST_DATA"), compress=False)  # complete, but searched after the env
+    partial = isolated / "env"
+    write(partial / FILES[2], fake_split(3, 0)[0], compress=True)
+    write(partial / FILES[3], fake_split(3, 0)[1], compress=True)
+    monkeypatch.setenv("TORCHVAE_DATA_DIR", str(partial))
+    assert len(load_dataset("mnist", train=False)[0]) == 3
+    with pytest.raises(DatasetNotFoundError, match=r"missing train-images-idx3-ubyte"):
+        load_dataset("mnist", train=True)
 
 
 def test_unknown_dataset_name_lists_known_ones() -> None:

@@ -183,26 +183,46 @@ def test_modes_are_restored_and_nothing_tracks_gradients() -> None:
     assert model.training and model.encoder.training and not model.decoder.training
 
 
+def _report(latent: int, active: int, mi: float) -> LatentReport:
+    collapsed = tuple(range(active, latent))
+    au = torch.tensor([1.0] * active + [0.0] * (latent - active))
+    return LatentReport(torch.zeros(latent), 0.0, active, au, mi, 0.0, collapsed, 1000)
+
+
 def test_collapse_warning() -> None:
     data = torch.rand(50, 6)
     collapsed = latent_report(ignoring_model(), data)
-    with pytest.warns(PosteriorCollapseWarning, match="4 of 4 latent dimensions"):
+    with pytest.warns(PosteriorCollapseWarning, match="no latent dimension is active"):
         assert warn_if_collapsed(collapsed) is True
     assert issubclass(PosteriorCollapseWarning, UserWarning)
     healthy = latent_report(copying_model(), data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert warn_if_collapsed(healthy) is False
-    half = LatentReport(torch.zeros(4), 0.0, 2, torch.ones(4), 0.0, 0.0, (0, 1), 50)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert warn_if_collapsed(half) is False  # half is not "most"
-    with pytest.warns(PosteriorCollapseWarning):
-        assert warn_if_collapsed(half, fraction=0.25) is True
     with pytest.raises(ValueError, match="fraction"):
-        warn_if_collapsed(half, fraction=1.0)
+        warn_if_collapsed(healthy, fraction=1.0)
+    with pytest.raises(ValueError, match="min_information"):
+        warn_if_collapsed(healthy, min_information=-1.0)
     with pytest.raises(TypeError, match="LatentReport"):
         warn_if_collapsed({"collapsed": ()})  # type: ignore[arg-type]
+
+
+def test_a_latent_used_in_part_is_not_collapse() -> None:
+    textbook = _report(200, 61, 5.2)  # the textbook's 784-400-200 VAE on MNIST: ~60 active
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_collapsed(textbook) is False
+        assert warn_if_collapsed(_report(4, 2, 1.0)) is False
+    with pytest.warns(PosteriorCollapseWarning, match=r"139 of 200 .*fraction=0\.5"):
+        assert warn_if_collapsed(textbook, fraction=0.5) is True  # the stricter rule, asked for
+
+
+def test_a_code_without_information_is_collapse_even_with_active_units() -> None:
+    with pytest.warns(PosteriorCollapseWarning, match=r"I\(x;z\) ~ 0\.01 nats.*3 of 8"):
+        assert warn_if_collapsed(_report(8, 3, 0.01)) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_collapsed(_report(8, 3, 0.01), min_information=0.001) is False
 
 
 def test_report_scalars_and_text() -> None:

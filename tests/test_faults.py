@@ -206,18 +206,76 @@ def test_nan_weights_the_model_does_not_catch_are_not_checkpointed(tmp_path: Pat
     assert all_finite(tmp_path)
 
 
-def test_an_epoch_of_only_skipped_steps_reports_nan_not_zero(tmp_path: Path) -> None:
-    data = make_data()
-    data[:] = math.nan
-    trainer = make_trainer(tmp_path, nan_policy="skip")
+class _NaNBatches(Callback):
+    """Turns the batches of the given global steps into NaN (as bad data would be)."""
+
+    def __init__(self, steps: set[int]) -> None:
+        self.steps = steps
+
+    def on_train_batch_start(self, trainer: Trainer, x: Tensor) -> None:
+        if trainer.global_step in self.steps:
+            x.fill_(math.nan)
+
+
+def _fit_without_input_checks(trainer: Trainer, epochs: int) -> None:
     set_validation(False)  # let the NaN reach the loss instead of failing the input check
     try:
-        trainer.fit(data, epochs=1)
+        trainer.fit(make_data(), epochs=epochs)
     finally:
         set_validation(True)
-    assert trainer.skipped_steps == 3
-    assert math.isnan(trainer.metrics["loss"])
-    assert all_finite(tmp_path)  # the weights were never updated
+
+
+def test_an_epoch_of_only_skipped_steps_stops_the_run(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, _NaNBatches({0, 1, 2}), nan_policy="skip")
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"every step of epoch 1 of 2 \(3 steps\) was skipped.*no checkpoint was written",
+    ):
+        _fit_without_input_checks(trainer, epochs=2)
+    assert trainer.skipped_steps == 3 and trainer.history == []
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_a_later_skipped_epoch_names_the_last_good_checkpoint(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, _NaNBatches({3, 4, 5}), nan_policy="skip")
+    with pytest.raises(NonFiniteLossError, match=r"every step of epoch 2 of 3.*epoch-0001\.pt"):
+        _fit_without_input_checks(trainer, epochs=3)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["best.pt", "epoch-0001.pt"]
+    assert all_finite(tmp_path)
+
+
+def test_a_run_of_skipped_steps_stops_at_the_limit(tmp_path: Path) -> None:
+    apart = make_trainer(tmp_path / "a", _NaNBatches({1, 3, 4}), nan_policy="skip")
+    apart.max_consecutive_skips = 3
+    _fit_without_input_checks(apart, epochs=2)  # runs of 1 and 2: under the limit
+    assert apart.skipped_steps == 3
+    limited = Trainer(
+        make_model(),
+        device="cpu",
+        batch_size=32,
+        nan_policy="skip",
+        max_consecutive_skips=2,
+        callbacks=[_NaNBatches({2, 3})],
+    )
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"2 steps in a row.*max_consecutive_skips=2.*epoch 2 of 2, batch 1",
+    ):
+        _fit_without_input_checks(limited, epochs=2)
+    with pytest.raises(ValueError, match="max_consecutive_skips"):
+        Trainer(make_model(), max_consecutive_skips=0)
+
+
+def test_stray_temporary_files_of_a_killed_write_are_removed_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    stray = [tmp_path / ".epoch-0003.pt.k2j_x9ab.tmp", tmp_path / ".best.pt.abcdefgh.tmp"]
+    kept = [tmp_path / ".notes.txt.abcdefgh.tmp", tmp_path / "mine.tmp"]
+    for path in (*stray, *kept):
+        path.write_bytes(b"half a checkpoint")
+    make_trainer(tmp_path).fit(make_data(), epochs=1)
+    assert not any(p.exists() for p in stray)
+    assert all(p.exists() for p in kept)  # not a checkpoint's: not ours to remove
 
 
 def _failing_writer(fail_on: str) -> Any:

@@ -33,6 +33,7 @@ from torchvae.serialization import (
     load_weights,
     model_config,
     model_from_config,
+    read_metadata,
     register_serializable,
     save_model,
     save_weights,
@@ -424,6 +425,121 @@ def test_changed_config_without_rehash_fails_the_checksum(saved: Path) -> None:
         load_model(saved)
 
 
+# ---- metadata ------------------------------------------------------------------------
+
+
+def test_metadata_round_trips_and_is_checksummed(tmp_path: Path) -> None:
+    model = ARCHITECTURES["mlp"]()
+    meta = {"dataset": "fashion-mnist", "image_shape": [1, 28, 28], "binarize": "none"}
+    path = tmp_path / "m.pt"
+    save_model(model, path, metadata=meta)
+    assert read_metadata(path) == meta
+    _assert_same_model(load_model(path), model)
+    assert torch.load(path, weights_only=True)["format_version"] == 2
+    save_weights(model, tmp_path / "w.pt", metadata={"note": "weights"})
+    assert read_metadata(tmp_path / "w.pt") == {"note": "weights"}
+    _rewrite(path, lambda p: p.update(metadata=p["metadata"].replace("fashion-", "")), False)
+    with pytest.raises(SerializationError, match="SHA-256"):
+        read_metadata(path)
+    with pytest.raises(SerializationError, match="SHA-256"):
+        load_model(path)
+
+
+def test_files_without_metadata_are_version_1_and_read_as_empty(tmp_path: Path) -> None:
+    save_model(ARCHITECTURES["mlp"](), tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["format_version"] == 1 and "metadata" not in payload
+    assert read_metadata(tmp_path / "m.pt") == {}
+    torch.save(ARCHITECTURES["mlp"]().state_dict(), tmp_path / "bare.pt")
+    assert read_metadata(tmp_path / "bare.pt") == {}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error", "match"),
+    [
+        ({"x": object()}, TypeError, "JSON values"),
+        ({"x": float("nan")}, TypeError, "JSON values"),
+        ({1: "a"}, TypeError, "str keys"),
+        (["dataset"], TypeError, "dict"),
+        ({"deep": serialization.json.loads("[" * 40 + "]" * 40)}, ValueError, "deep"),
+    ],
+)
+def test_bad_metadata_is_refused_before_writing(
+    tmp_path: Path, metadata: Any, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        save_model(ARCHITECTURES["mlp"](), tmp_path / "m.pt", metadata=metadata)
+    assert not (tmp_path / "m.pt").exists()
+
+
+# ---- forged files with a valid checksum -------------------------------------------------
+
+
+def _forge(path: Path, config: str | None = None, metadata: str | None = None) -> None:
+    payload = torch.load(path, weights_only=True)
+    if config is not None:
+        payload["config"] = config
+    if metadata is not None:
+        payload["metadata"], payload["format_version"] = metadata, 2
+    payload["sha256"] = serialization._checksum(
+        payload["config"], payload["state_dict"], payload.get("metadata")
+    )
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("where", ["config", "metadata"])
+def test_deeply_nested_json_is_refused(saved: Path, where: str) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    _forge(saved, **{where: deep})
+    with pytest.raises(SerializationError, match=rf"model\.pt .*its {where} nests 100000 levels"):
+        load_model(saved) if where == "config" else read_metadata(saved)
+
+
+def test_huge_json_is_refused(saved: Path) -> None:
+    _forge(saved, metadata='{"x": "' + "a" * (2 << 20) + '"}')
+    with pytest.raises(SerializationError, match=r"characters long"):
+        read_metadata(saved)
+
+
+@pytest.mark.parametrize("size", [2**40, 2**20, 10**30])
+def test_a_forged_hidden_size_fails_before_any_allocation(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "m.pt"
+    save_model(ARCHITECTURES["mlp"](), path)
+    config = model_config(ARCHITECTURES["mlp"]())
+    config["encoder"]["hidden_dims"] = [size, size]
+    _forge(path, config=serialization.json.dumps(config))
+    with pytest.raises(SerializationError, match=rf"hidden_dims\[\d\] = {size} is larger than"):
+        load_model(path)
+
+
+def test_a_forged_image_shape_is_checked_on_the_meta_device_first(
+    saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    largest = max(t.numel() for t in torch.load(saved, weights_only=True)["state_dict"].values())
+    built: list[int] = []
+    reset = nn.Linear.reset_parameters
+
+    def record(self: nn.Linear) -> None:
+        if not self.weight.is_meta:
+            built.append(self.weight.numel())
+        reset(self)
+
+    monkeypatch.setattr(nn.Linear, "reset_parameters", record)
+    config = model_config(ARCHITECTURES["conv"]())
+    # each size small, their product not; encoder and decoder forged alike, so that the
+    # model's own size check passes and only the tensors can tell
+    config["encoder"]["input_shape"] = config["decoder"]["output_shape"] = [1, 128, 128]
+    _forge(saved, config=serialization.json.dumps(config))
+    with pytest.raises(SerializationError, match=r"model\.pt is inconsistent"):
+        load_model(saved)
+    assert max(built, default=0) <= largest, "a layer larger than the file's tensors was built"
+    config["decoder"]["output_shape"] = [1, 8, 8]  # now the sizes disagree: refused when built
+    _forge(saved, config=serialization.json.dumps(config))
+    with pytest.raises(SerializationError, match=r"decoder gives 64 features per example"):
+        load_model(saved)
+    assert max(built, default=0) <= largest, "a layer larger than the file's tensors was built"
+
+
 # ---- hostile files --------------------------------------------------------------------
 
 
@@ -621,3 +737,16 @@ def test_model_from_config_names_the_problem() -> None:
         )
     with pytest.raises(ValueError, match="must be a dict with a str 'type' key"):
         model_from_config({"encoder": 1})
+
+
+def test_folders_and_odd_links_are_named_for_what_they_are(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match="is a folder, not a file"):
+        load_model(tmp_path)
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    for load in (load_model, lambda p: load_weights(Encoder(4, 4, 2), p)):
+        with pytest.raises(OSError, match=r"loop\.pt' is a loop of symbolic links") as info:
+            load(loop)
+        assert not isinstance(info.value, FileNotFoundError)
+    with pytest.raises(FileNotFoundError, match=r"'.*missing\.pt' does not exist"):
+        load_model(tmp_path / "missing.pt")

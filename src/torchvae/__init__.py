@@ -60,7 +60,7 @@ from .serialization import (
     save_model,
     save_weights,
 )
-from .trainer import NonFiniteLossError, StepOutput, Trainer
+from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
 
 __version__ = "0.1.0"
 
@@ -94,6 +94,7 @@ __all__ = [
     "NonFiniteLossError",
     "PosteriorCollapseWarning",
     "ProgressBar",
+    "ResumeWarning",
     "SerializationError",
     "StepOutput",
     "TensorBoardLogger",

@@ -78,6 +78,16 @@ class ChecksumError(ValueError):
     """A file that claims to be an official one does not have its known MD5 checksum."""
 
 
+# Deflate never compresses better than about 1032:1, so a gzip file of n bytes holds at
+# most this many bytes per byte (plus a little) once decompressed.
+_MAX_DEFLATE_RATIO = 1032
+_CHUNK = 1 << 22
+
+
+def _truncated(path: Path, n: int, what: str, got: int) -> IDXFormatError:
+    return IDXFormatError(f"{path}: truncated IDX file: expected {n} bytes of {what}, got {got}")
+
+
 def _read_exact(stream: io.BufferedIOBase, n: int, path: Path, what: str) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
@@ -85,14 +95,58 @@ def _read_exact(stream: io.BufferedIOBase, n: int, path: Path, what: str) -> byt
     while got < n:
         k = stream.readinto(view[got:])
         if not k:
-            raise IDXFormatError(
-                f"{path}: truncated IDX file: expected {n} bytes of {what}, got {got}"
-            )
+            raise _truncated(path, n, what, got)
         got += k
     return buf
 
 
-def _parse(stream: io.BufferedIOBase, path: Path, md5: hashlib._Hash | None) -> Tensor:
+def _read_growing(stream: io.BufferedIOBase, n: int, path: Path, what: str) -> bytearray:
+    """Read ``n`` bytes in chunks: memory grows with the bytes that really arrive."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            raise _truncated(path, n, what, len(buf))
+        buf += chunk
+    return buf
+
+
+class _Source:
+    """What is known of a file's length before reading it: an exact one, or a bound."""
+
+    def __init__(self, path: Path, compressed: bool) -> None:
+        size = path.stat().st_size
+        self.compressed = compressed
+        # Raw: the exact length. Gzip: the largest length deflate can expand it to, and
+        # the length its trailer records (modulo 2**32, for the last member only).
+        self.limit = size * _MAX_DEFLATE_RATIO + 64 if compressed else size
+        self.trailer: int | None = None
+        if compressed and size >= 18:
+            with path.open("rb") as f:
+                f.seek(-4, os.SEEK_END)
+                self.trailer = int.from_bytes(f.read(4), "little")
+
+    def check(self, path: Path, shape: tuple[int, ...], header: int, count: int) -> bool:
+        """Raise if the header claims more data than the file can hold; else whether the
+        claim is confirmed (so the buffer can be allocated at once)."""
+        total = header + count
+        if total <= self.limit:
+            return not self.compressed or self.trailer == total % 2**32
+        if self.compressed:
+            raise IDXFormatError(
+                f"{path}: truncated or corrupt IDX file: the header gives shape {shape} "
+                f"({count} bytes of data), but a gzip file of {path.stat().st_size} bytes "
+                f"decompresses to at most {self.limit} bytes"
+            )
+        raise IDXFormatError(
+            f"{path}: truncated IDX file: expected {count} bytes of data for shape {shape}, "
+            f"got {max(self.limit - header, 0)} (the file is {self.limit} bytes)"
+        )
+
+
+def _parse(
+    stream: io.BufferedIOBase, path: Path, md5: hashlib._Hash | None, source: _Source
+) -> Tensor:
     magic = stream.read(4)
     if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise IDXFormatError(
@@ -110,7 +164,11 @@ def _parse(stream: io.BufferedIOBase, path: Path, md5: hashlib._Hash | None) -> 
     count = 1
     for size in shape:
         count *= size
-    data = _read_exact(stream, count, path, f"data for shape {shape}")
+    what = f"data for shape {shape}"
+    if source.check(path, shape, 4 + 4 * ndim, count):
+        data = _read_exact(stream, count, path, what)
+    else:
+        data = _read_growing(stream, count, path, what)
     if stream.read(1):
         raise IDXFormatError(
             f"{path}: size mismatch: the header gives shape {shape} ({count} bytes of data) "
@@ -139,7 +197,9 @@ def read_idx(path: str | Path, md5: hashlib._Hash | None = None) -> Tensor:
         FileNotFoundError: ``path`` does not exist.
         IDXFormatError: The file, named in the message, is not a well-formed IDX file:
             bad magic number, unsupported element type, truncated or corrupt gzip data,
-            fewer or more bytes than the header announces.
+            fewer or more bytes than the header announces. A header that claims more
+            data than the file can hold (its length, or for gzip the most its length can
+            decompress to) is refused before any memory is set aside for it.
 
     Example:
         >>> import tempfile, os
@@ -152,11 +212,12 @@ def read_idx(path: str | Path, md5: hashlib._Hash | None = None) -> Tensor:
     with path.open("rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
+        source = _Source(path, compressed)
         if not compressed:
-            return _parse(raw, path, md5)
+            return _parse(raw, path, md5, source)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                return _parse(stream, path, md5)
+                return _parse(stream, path, md5, source)
         except (EOFError, OSError, zlib.error) as exc:
             raise IDXFormatError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
 
@@ -228,10 +289,11 @@ def dataset_key(name: object) -> str:
 
 
 def _search_dirs(key: str, root: str | os.PathLike[str] | None) -> list[Path]:
+    """Where to look: ``root`` alone when given, else the default places in order."""
     _, folder, _ = DATASETS[key]
-    bases: list[Path] = []
     if root is not None:
-        bases.append(Path(root))
+        return [Path(root) / folder / "raw", Path(root)]
+    bases: list[Path] = []
     if os.environ.get(ENV_VAR):
         bases.append(Path(os.environ[ENV_VAR]))
     dirs = [d for base in bases for d in (base / folder / "raw", base)]
@@ -294,33 +356,54 @@ def locate(
 ) -> tuple[Path, Path]:
     """The image and label files of one split, searched for (or downloaded) as documented.
 
+    Every split comes from the same folder: the first one searched that holds any of the
+    dataset's four files. With ``root`` given, only ``root`` is searched.
+
     Raises:
-        DatasetNotFoundError: Found nowhere (and not downloaded); the message lists where
-            it looked and how to provide the files.
+        DatasetNotFoundError: Found nowhere (and not downloaded), or the folder holding
+            the dataset lacks this split; the message lists where it looked, the missing
+            files and how to provide them.
     """
     dirs = _search_dirs(key, root)
-    found = next((d for d in dirs if all(_find(d, n) for n in _FILES[train])), None)
+    home = next((d for d in dirs if any(_find(d, n) for n in _ALL_FILES)), None)
+    base = root if root is not None else os.environ.get(ENV_VAR) or _TEXTBOOK_DIR
+    target = Path(base) / DATASETS[key][1] / "raw"
     errors: list[str] = []
-    if found is None and download:
-        base = root if root is not None else os.environ.get(ENV_VAR) or _TEXTBOOK_DIR
-        found = Path(base) / DATASETS[key][1] / "raw"
-        errors = _download(key, found)
-    images, labels = (None, None) if found is None else (_find(found, n) for n in _FILES[train])
+    # Downloading completes the download folder only, never a partial folder of the user's.
+    incomplete = home is None or not all(_find(home, n) for n in _FILES[train])
+    if download and incomplete and home in (None, target):
+        errors = _download(key, target)
+        home = target
+    images, labels = (None, None) if home is None else (_find(home, n) for n in _FILES[train])
     if images is None or labels is None:
-        raise DatasetNotFoundError(_not_found(key, train, dirs, errors))
+        raise DatasetNotFoundError(_not_found(key, train, dirs, errors, home))
     return images, labels
 
 
-def _not_found(key: str, train: bool, dirs: list[Path], errors: list[str]) -> str:
+def _not_found(
+    key: str, train: bool, dirs: list[Path], errors: list[str], home: Path | None
+) -> str:
     title, folder, mirrors = DATASETS[key]
     needed = ", ".join(_FILES[train])
-    lines = [
-        f"Could not find the {title} {'training' if train else 'test'} files ({needed}).",
-        "Looked in:",
-    ]
+    split = "training" if train else "test"
+    if home is not None and not errors:
+        missing = [n for n in _FILES[train] if _find(home, n) is None]
+        have = [n for n in _ALL_FILES if _find(home, n) is not None]
+        return "\n".join(
+            [
+                f"{home.absolute()} holds {title} files ({', '.join(have)}) but not the "
+                f"{split} split: missing {', '.join(missing)} (each raw or ending in .gz).",
+                "Every split is read from the one folder that holds the data set; add the "
+                "missing files there (or remove the partial folder).",
+            ]
+        )
+    lines = [f"Could not find the {title} {split} files ({needed}).", "Looked in:"]
     for d in dirs:
         have = [n for n in _FILES[train] if _find(d, n) is not None]
-        lines.append(f"  - {d.absolute()}" + (f" (has only {', '.join(have)})" if have else ""))
+        note = f" (has only {', '.join(have)})" if have else ""
+        if not d.exists():
+            note = " (does not exist)"
+        lines.append(f"  - {d.absolute()}{note}")
     if errors:
         lines += ["Download failed:", *(f"  - {e}" for e in errors)]
     lines += [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from ._io import check_writable
+from ._io import check_writable, remove_stray_temps
 from ._validation import check_positive_int
 from .checkpoint import save_checkpoint
 from .diagnostics import latent_report, warn_if_collapsed
@@ -122,12 +123,16 @@ def _monitored(trainer: Trainer, monitor: str, who: str) -> float:
     return float(trainer.metrics[monitor])
 
 
+_CHECKPOINT_NAMES = re.compile(r"epoch-\d+\.pt|best\.pt")
+
+
 class ModelCheckpoint(Callback):
     """Save a checkpoint every ``every_n_epochs`` epochs, keep the last ``keep_last``, and the best.
 
     Files: ``dirpath/epoch-NNNN.pt`` (``NNNN`` = epochs done) and ``dirpath/best.pt``,
-    each written atomically (a crash mid-write leaves the previous file intact). Only the
-    rank-0 process writes. Resume with ``trainer.fit(..., resume="last")``.
+    each written atomically (a crash mid-write leaves the previous file intact, and the
+    temporary file it leaves is removed when the next run starts). Only the rank-0
+    process writes. Resume with ``trainer.fit(..., resume="last")``.
 
     Args:
         dirpath: the directory, created if needed; checked writable when fit starts.
@@ -159,6 +164,7 @@ class ModelCheckpoint(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         if trainer.is_global_zero:
             check_writable(self.dirpath, "checkpoint directory")
+            remove_stray_temps(self.dirpath, _CHECKPOINT_NAMES)  # left by a killed run
         if self.monitor is None:
             self.monitor = "val_loss" if trainer.val is not None else "loss"
 
@@ -369,9 +375,10 @@ class TensorBoardLogger(Callback):
     :func:`~torchvae.latent_report`) under ``latent/``: KL, active units, mutual information,
     marginal KL, the fraction of collapsed dimensions, and a histogram of the KL per
     dimension, computed on the validation data (or, without it, on the first training
-    examples), with a :class:`~torchvae.PosteriorCollapseWarning` when most dimensions
-    collapse. The hyper-parameters go to a text entry at the start and to ``add_hparams``
-    with the final metrics at the end.
+    examples), with one :class:`~torchvae.PosteriorCollapseWarning` per run when the
+    posterior has collapsed (no active dimension, or :math:`I(x; z)` near 0; see
+    :func:`~torchvae.warn_if_collapsed`). The hyper-parameters go to a text entry at the
+    start and to ``add_hparams`` with the final metrics at the end.
 
     Args:
         log_dir: the run's directory (created, checked writable when fit starts).
@@ -403,6 +410,7 @@ class TensorBoardLogger(Callback):
         self._z: Tensor | None = None
         self._seen: list[tuple[Tensor, Tensor | None]] = []
         self._n_seen = 0
+        self._warned_collapse = False
 
     def _hparams(self, trainer: Trainer) -> dict[str, Any]:
         group = trainer.optimizer.param_groups[0]
@@ -427,8 +435,11 @@ class TensorBoardLogger(Callback):
             return
         from tensorboardX import SummaryWriter
 
+        self._warned_collapse = False
         check_writable(self.log_dir, "TensorBoard log directory")
-        self.writer = SummaryWriter(str(self.log_dir))
+        # Event files are named by the second they start in; a second fit (or a resume)
+        # within the same second would overwrite the first's file without this suffix.
+        self.writer = SummaryWriter(str(self.log_dir), filename_suffix=f".{time.time_ns()}")
         table = "\n".join(f"| {k} | {v} |" for k, v in self._hparams(trainer).items())
         self.writer.add_text(
             "hparams", "| name | value |\n|---|---|\n" + table, trainer.global_step
@@ -556,7 +567,8 @@ class TensorBoardLogger(Callback):
             self.writer.add_scalar(f"latent/{name}", value, step)
         if report.kl_per_dim is not None:
             self.writer.add_histogram("latent/kl_per_dim", report.kl_per_dim.float().cpu(), step)
-        warn_if_collapsed(report)
+        if not self._warned_collapse:  # once a run: the counts are logged every epoch
+            self._warned_collapse = warn_if_collapsed(report)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.writer is None:

@@ -4,9 +4,13 @@ r"""The ``torchvae`` command: ``train``, ``sample`` and ``eval`` from the shell.
 :class:`~torchvae.trainer.Trainer` and writes, under ``--out-dir``: ``config.json`` (the
 run's settings and model config), ``checkpoints/`` (resumable), ``tensorboard/`` (logs),
 ``model.pt`` (:func:`~torchvae.serialization.save_model`'s safe format) and
-``samples.png``. ``torchvae sample`` and ``torchvae eval`` read either ``model.pt`` or a
-training checkpoint (whose run settings travel inside it). Errors print one line to stderr
-and exit with status 1 (2 for bad arguments); ``--debug`` shows the traceback instead.
+``samples.png``; a run holds its ``--out-dir`` (an advisory lock) from start to end, so a
+second run into the same folder fails at once, naming the first one's process id.
+``torchvae sample`` and ``torchvae eval`` read either ``model.pt`` or a training
+checkpoint; what they need to know of the run (data set, image shape, binarization,
+settings) travels inside that file (``model.pt``'s metadata, the checkpoint's run info),
+never read from another file beside it. Errors print one line to stderr and exit with
+status 1 (2 for bad arguments); ``--debug`` shows the traceback instead.
 
 Example:
     >>> build_parser().parse_args(["train", "--epochs", "2"]).epochs
@@ -16,10 +20,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,13 +36,14 @@ import torch
 from torch import Tensor, nn
 
 from ._distributed import rank_device
-from ._io import atomic_write
+from ._io import atomic_write, check_file, remove_stray_temps
+from ._lock import hold_folder
 from .callbacks import BetaSchedule, Callback, ModelCheckpoint, ProgressBar, TensorBoardLogger
-from .checkpoint import find_last_checkpoint, load_checkpoint
+from .checkpoint import CheckpointError, find_last_checkpoint, load_checkpoint
 from .conditional import ConditionalVAE
 from .data import Binarize, DatasetNotFoundError, TensorLoader, load_dataset, mnist_loaders
 from .decoders import ConvDecoder, Decoder
-from .diagnostics import latent_report
+from .diagnostics import PosteriorCollapseWarning, latent_report, warn_if_collapsed
 from .encoders import ConvEncoder, Encoder
 from .importance import bits_per_dim, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
@@ -43,7 +52,13 @@ from .model import VAE
 from .posteriors import DiagonalGaussian, FlowPosterior
 from .priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
 from .schedules import Linear
-from .serialization import SerializationError, load_model, model_config, model_from_config
+from .serialization import (
+    SerializationError,
+    load_model,
+    model_config,
+    model_from_config,
+    read_metadata,
+)
 from .serialization import save_model as _save_model
 from .trainer import Trainer, _default_optimizer
 
@@ -334,10 +349,11 @@ def _run_of_checkpoint(state: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _find_checkpoint(path: Path) -> Path:
     """A file as given; in a folder, its model.pt or its newest checkpoint."""
-    if not path.exists():
-        raise CLIError(f"{path}: no such file or folder")
-    if path.is_file():
-        return path
+    if not path.is_dir():
+        try:
+            return check_file(path, "checkpoint")
+        except OSError as e:  # names a missing file, a dangling link, a loop of links
+            raise CLIError(str(e)) from None
     if (path / "model.pt").is_file():
         return path / "model.pt"
     found = find_last_checkpoint(path) or find_last_checkpoint(path / "checkpoints")
@@ -346,14 +362,41 @@ def _find_checkpoint(path: Path) -> Path:
     return found
 
 
-def _load(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any] | None]:
-    """``(model on the CPU, run info or {}, loss state or None)`` from a model or checkpoint."""
+def _run_of_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The run info (as in checkpoints) that ``torchvae train`` put in a model's metadata."""
+    settings = metadata.get("settings")
+    if not isinstance(settings, dict):
+        return {}
+    run: dict[str, Any] = {"settings": {**DEFAULTS, **settings}}
+    if "image_shape" in metadata:
+        run["image_shape"] = metadata["image_shape"]
+    return run
+
+
+def _load(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model on the CPU, run info or {})`` from a model file or a checkpoint.
+
+    The run info comes from the file itself: a model file's metadata, a checkpoint's
+    run settings; never from a ``config.json`` beside it, which may be another run's.
+    """
     path = _find_checkpoint(path)
     try:
         model = load_model(path, map_location="cpu")
     except SerializationError as model_error:
         try:
             state = load_checkpoint(path)
+        except CheckpointError as e:
+            if e.recognized:  # a checkpoint, damaged: its own message names a good one
+                raise CLIError(str(e)) from e
+            hint = (
+                ""
+                if e.last_good is None
+                else f"; the newest good checkpoint beside it is {e.last_good}"
+            )
+            raise CLIError(
+                f"{path} is neither a torchvae model file nor a training checkpoint: "
+                f"{model_error}{hint}"
+            ) from model_error
         except Exception:
             raise CLIError(
                 f"{path} is neither a torchvae model file nor a training checkpoint: {model_error}"
@@ -366,11 +409,12 @@ def _load(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any] | None]
             ) from None
         model = model_from_config(_with_likelihood(run))
         model.load_state_dict(_legacy_state(state))
-        return model, run, state["loss"]
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.json").is_file():
-            return model, json.loads((folder / "config.json").read_text()), None
-    return model, {}, None
+        return model, run
+    try:
+        metadata = read_metadata(path)
+    except SerializationError as e:  # pragma: no cover (load_model read it a moment ago)
+        raise CLIError(str(e)) from e
+    return model, _run_of_metadata(metadata)
 
 
 def _with_likelihood(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,11 +435,6 @@ def _legacy_state(state: Mapping[str, Any]) -> dict[str, Any]:
         if key.startswith("likelihood.") and key not in weights:
             weights[key] = value
     return weights
-
-
-def _loss_for(run: Mapping[str, Any], loss_state: dict[str, Any] | None) -> ELBOLoss:
-    """The plain ELBO (beta 1, no free bits): the likelihood and prior are the model's."""
-    return ELBOLoss()
 
 
 def _image_shape(model: nn.Module, run: Mapping[str, Any]) -> tuple[int, ...]:
@@ -450,8 +489,38 @@ def _settings(args: argparse.Namespace, saved: Mapping[str, Any] | None) -> dict
     return settings
 
 
+_RUN_FILES = re.compile(r"model\.pt|config\.json")
+
+
+class _Hold:
+    """Holds the run folder (rank 0 only) from the first moment it exists to the end."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self.stack, self.held = stack, False
+        self.lead = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes
+
+    def __call__(self, folder: Path, create: bool) -> None:
+        if self.held or not self.lead or not (create or folder.is_dir()):
+            return
+        self.stack.enter_context(hold_folder(folder, "--out-dir"))
+        self.held = True
+        remove_stray_temps(folder, _RUN_FILES)  # left by a run killed while writing
+
+
 def _train(args: argparse.Namespace) -> None:
+    with contextlib.ExitStack() as stack:
+        _train_holding(args, _Hold(stack))
+
+
+def _train_holding(args: argparse.Namespace, hold: _Hold) -> None:
     saved, resume, out_dir = None, None, args.out_dir
+    if args.resume is not None and args.resume != "last":
+        resume = _find_checkpoint(Path(args.resume))
+        if out_dir is None:
+            in_ckpts = resume.parent.name == "checkpoints"
+            out_dir = resume.parent.parent if in_ckpts else resume.parent
+    if out_dir is not None:
+        hold(out_dir, create=False)  # before reading what another run may be writing
     if args.resume is not None:
         if args.resume == "last":
             if out_dir is None:
@@ -459,11 +528,7 @@ def _train(args: argparse.Namespace) -> None:
             resume = find_last_checkpoint(out_dir / "checkpoints")
             if resume is None:
                 raise CLIError(f"--resume last: no checkpoint in {out_dir / 'checkpoints'}")
-        else:
-            resume = _find_checkpoint(Path(args.resume))
-            if out_dir is None:
-                in_ckpts = resume.parent.name == "checkpoints"
-                out_dir = resume.parent.parent if in_ckpts else resume.parent
+        assert resume is not None
         saved_run = _run_of_checkpoint(load_checkpoint(resume))
         if saved_run is None:
             raise CLIError(f"{resume} was not written by 'torchvae train': cannot resume it")
@@ -490,6 +555,7 @@ def _train(args: argparse.Namespace) -> None:
         device=rank_device(device),  # under torchrun, this process's GPU
         max_batches=args.max_batches,
     )
+    hold(out_dir, create=True)  # the data is there: the run starts writing
     image_shape = [1, *train.images.shape[1:]]
     torch.manual_seed(settings["seed"])  # the initial weights, too, follow --seed
     model = _build_model(settings, image_shape)
@@ -530,7 +596,15 @@ def _train(args: argparse.Namespace) -> None:
 
     model_path, samples_path = out_dir / "model.pt", out_dir / "samples.png"
     _save_grid_for(trainer.model, settings, image_shape, samples_path)
-    _save_model(trainer.model, model_path)
+    metadata: dict[str, Any] = {
+        "dataset": settings["dataset"],
+        "image_shape": image_shape,
+        "binarize": settings["binarize"],
+        "seed": settings["seed"],
+        "epochs": trainer.epoch,
+        "settings": settings,
+    }
+    _save_model(trainer.model, model_path, metadata=metadata)
     last = trainer.history[-1] if trainer.history else {}
     if "val_loss" in last:
         print(
@@ -551,8 +625,25 @@ def _save_grid_for(
     _save_grid(_draw(model, n, labels, settings["seed"], 1.0), shape, path, nrow)
 
 
+def _check_image_path(path: Path) -> None:
+    if path.is_dir():
+        raise CLIError(
+            f"--out {path} is a folder: give the image file to write, e.g. "
+            f"--out {path / 'samples.png'}"
+        )
+    from PIL import Image
+
+    known = Image.registered_extensions()
+    if path.suffix.lower() not in known:
+        what = f"its extension {path.suffix!r}" if path.suffix else "it has no extension, which"
+        raise CLIError(
+            f"--out {path}: {what} names no image format; end the name in .png (or .jpg, .bmp, ...)"
+        )
+
+
 def _sample(args: argparse.Namespace) -> None:
-    model, run, _ = _load(args.checkpoint)
+    _check_image_path(args.out)  # before the work
+    model, run = _load(args.checkpoint)
     model.to(_resolve_device(args.device))
     conditional = bool(getattr(model, "is_conditional", False))
     if args.label is not None and not conditional:
@@ -574,19 +665,25 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    model, run, loss_state = _load(args.checkpoint)
+    model, run = _load(args.checkpoint)
     device = _resolve_device(args.device)
     model.to(device).eval()
     settings = run.get("settings", DEFAULTS)
+    if args.dataset is None and "settings" not in run:
+        raise CLIError(
+            f"{args.checkpoint} does not say which data set the model was trained on (it "
+            f"was saved without torchvae train's metadata); pass --dataset mnist or "
+            f"--dataset fashion-mnist"
+        )
     dataset = args.dataset or settings["dataset"]
     images, targets = load_dataset(dataset, args.data_dir, train=False, download=args.download)
     binarize: Binarize = "none" if settings["binarize"] == "none" else "static"
     full = TensorLoader(images, targets, 1, seed=settings["seed"], binarize=binarize)
     n = min(args.max_examples or full.dataset_size, full.dataset_size)
     data = TensorLoader(full.images[:n], targets[:n], args.batch_size, device=device)
-    loss = _loss_for(run, loss_state)
     torch.manual_seed(args.seed)
-    elbo = Trainer(model, loss, device=device).evaluate(data)
+    # the plain ELBO (beta 1, no free bits) with the model's own likelihood and prior
+    elbo = Trainer(model, ELBOLoss(), device=device).evaluate(data)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     conditional = bool(getattr(model, "is_conditional", False))
     total, dims = 0.0, 1
@@ -630,10 +727,14 @@ def _eval(args: argparse.Namespace) -> None:
             f"  KL per dim       min {float(kl.min()):.3f}  median {float(kl.median()):.3f}  "
             f"max {float(kl.max()):.3f}"
         )
-    if report.collapsed_fraction > 0.5:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PosteriorCollapseWarning)
+        collapsed = warn_if_collapsed(report)  # the rule, without the Python warning
+    if collapsed:
         print(
-            f"  warning: posterior collapse, {len(report.collapsed)} of {report.latent_dim} "
-            f"dimensions inactive (try --warmup-epochs, --free-bits or a smaller --beta)"
+            f"  warning: posterior collapse, {report.active_units} of {report.latent_dim} "
+            f"dimensions active, I(x;z) ~ {report.mutual_information:.3g} nats (try "
+            f"--warmup-epochs, --free-bits or a smaller --beta)"
         )
 
 

@@ -4,15 +4,19 @@ The images stay in memory as one ``uint8`` tensor; :class:`TensorLoader` builds 
 by indexing it and converts only that batch to ``float32`` in :math:`[0, 1]`, which is
 several times faster than a ``DataLoader`` that makes one PIL image at a time.
 
-Where the files are looked for, in order (each folder in the torchvision layout
-``FOLDER/MNIST/raw`` (``FOLDER/FashionMNIST/raw``) first, then as a flat folder):
+Where the files are looked for (each folder in the torchvision layout
+``FOLDER/MNIST/raw`` (``FOLDER/FashionMNIST/raw``) first, then as a flat folder): ``root``
+alone, when given; otherwise, in order,
 
-1. ``root``, when given;
-2. the folder named by the environment variable ``TORCHVAE_DATA_DIR``;
-3. the textbook's ``./MNIST_DATA`` (flat only for MNIST, so that it is never mistaken for
+1. the folder named by the environment variable ``TORCHVAE_DATA_DIR``;
+2. the textbook's ``./MNIST_DATA`` (flat only for MNIST, so that it is never mistaken for
    Fashion-MNIST);
-4. for Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``
+3. for Fashion-MNIST, Debian's ``/usr/share/datasets/fashion-mnist``
    (``apt-get install dataset-fashion-mnist``).
+
+Both splits come from one folder, the first of these holding any of the dataset's files:
+a folder with only the training files is an error for the test split (naming the missing
+files), never completed from another folder.
 
 Each of the four files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``) may end in ``.gz``. With
@@ -77,7 +81,8 @@ def load_dataset(
 
     Args:
         name: ``"mnist"`` or ``"fashion-mnist"``.
-        root: A folder to search first (flat, or torchvision's ``root/MNIST/raw`` layout).
+        root: The folder holding the files (flat, or torchvision's ``root/MNIST/raw``
+            layout); when given, the only place looked in.
         train: The 60000 training images (``True``) or the 10000 test images.
         download: Fetch the files from torchvision's mirrors if found nowhere.
         verify: Check official files against their MD5 checksums (see the module notes).
@@ -87,7 +92,9 @@ def load_dataset(
 
     Raises:
         ValueError: Unknown ``name``, or image and label files that do not match.
-        DatasetNotFoundError: The files are absent; the message says where it looked.
+        DatasetNotFoundError: The files are absent, ``root`` does not exist, or the folder
+            holding the data set lacks this split; the message says where it looked and
+            which files are missing.
         IDXFormatError: A file is malformed (the message names it).
         ChecksumError: An official-length file has the wrong checksum.
     """
@@ -113,7 +120,8 @@ class MNIST(Dataset[tuple[Tensor, int]]):
     """The MNIST digits as a torch ``Dataset``, held in memory.
 
     Args:
-        root: A folder to search first (see the module notes for the search order).
+        root: The folder holding the files, the only place looked in when given (see the
+            module notes for the search otherwise).
         train: The training split (60000 images) or the test split (10000).
         download: Fetch the files from torchvision's mirrors when found nowhere.
         verify: Check official files against their MD5 checksums.
@@ -123,7 +131,8 @@ class MNIST(Dataset[tuple[Tensor, int]]):
         targets: ``int64`` labels, shape ``(N,)``.
 
     Raises:
-        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+        DatasetNotFoundError: The files are nowhere, ``root`` does not exist, or the
+            folder holding the data lacks a split; the message says what is missing.
 
     Example:
         >>> ds = MNIST(train=False)  # doctest: +SKIP
@@ -373,7 +382,8 @@ def mnist_loaders(
     binarization (one fixed draw from ``seed``), so that test scores compare across epochs.
 
     Args:
-        root: A folder to search first (see the module notes for the search order).
+        root: The folder holding the files, the only place looked in when given (see the
+            module notes for the search otherwise).
         dataset: ``"mnist"`` or ``"fashion-mnist"``.
         batch_size: Training batch size.
         test_batch_size: Test batch size (default: ``batch_size``).
@@ -392,7 +402,8 @@ def mnist_loaders(
 
     Raises:
         ValueError: Unknown ``dataset`` or bad loader arguments.
-        DatasetNotFoundError: The files are nowhere; the message says how to provide them.
+        DatasetNotFoundError: The files are nowhere, ``root`` does not exist, or the
+            folder holding the data lacks a split; the message says what is missing.
 
     Example:
         >>> train, test = mnist_loaders(flatten=True)  # doctest: +SKIP

@@ -11,7 +11,8 @@ their KL is zero, while the loss looks fine. These functions measure it on a dat
 - :func:`mutual_information`: an estimate of :math:`I(x; z)` under the aggregate
   posterior.
 - :func:`latent_report` gathers all three in one pass over the data, and
-  :func:`warn_if_collapsed` warns when most dimensions are inactive.
+  :func:`warn_if_collapsed` warns when the posterior has collapsed (no active dimension,
+  or :math:`I(x; z)` near 0).
 
 They need the model's ``encode`` (``encode(x)``, or ``encode(x, y)`` for a model with
 ``is_conditional = True``) and, where it has them, its posterior and prior modules
@@ -69,7 +70,7 @@ _MI_CHUNK_ELEMENTS = 1 << 22
 
 
 class PosteriorCollapseWarning(UserWarning):
-    """Most latent dimensions carry no information about the data."""
+    """The latent code carries (almost) no information about the data."""
 
 
 class ActiveUnits(NamedTuple):
@@ -640,19 +641,30 @@ def latent_report(
     )
 
 
-def warn_if_collapsed(report: LatentReport, fraction: float = 0.5) -> bool:
-    """Warn with a :class:`PosteriorCollapseWarning` when most dimensions are inactive.
+def warn_if_collapsed(
+    report: LatentReport, fraction: float | None = None, *, min_information: float = 0.05
+) -> bool:
+    r"""Warn with a :class:`PosteriorCollapseWarning` when the posterior has collapsed.
+
+    Collapsed means the code carries (almost) nothing about :math:`x`: no dimension is
+    active, or :math:`I(x; z)` is below ``min_information``. A model that uses only some
+    of its dimensions is not collapsed: the textbook's 200-dimensional latent kept 45 to 49
+    active after 5 epochs on Fashion-MNIST (two seeds), the rest at the prior, with
+    :math:`I(x; z) \approx 6.8` nats; that is the model working as expected (the counts
+    are in :attr:`LatentReport.active_units`, and in TensorBoard).
 
     Args:
         report: from :func:`latent_report`.
-        fraction: warn when more than this fraction of the dimensions are collapsed.
+        fraction: optionally, also warn when more than this fraction of the dimensions
+            are inactive (a stricter rule, for models meant to use most of their latent).
+        min_information: warn when the estimated :math:`I(x; z)` is below this, in nats.
 
     Returns:
         Whether it warned.
 
     Raises:
-        TypeError: ``report`` is not a :class:`LatentReport`.
-        ValueError: ``fraction`` is not in [0, 1).
+        TypeError: ``report`` is not a :class:`LatentReport`, or an option not a number.
+        ValueError: ``fraction`` is not in [0, 1), or ``min_information`` is negative.
 
     Example:
         >>> report = LatentReport(torch.zeros(2), 0.0, 2, torch.ones(2), 1.0, 0.0, (), 10)
@@ -661,17 +673,23 @@ def warn_if_collapsed(report: LatentReport, fraction: float = 0.5) -> bool:
     """
     if not isinstance(report, LatentReport):
         raise TypeError(f"report must be a LatentReport, got {type(report).__name__}")
-    if not (0 <= check_real(fraction, "fraction") < 1):
-        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    if len(report.collapsed) <= fraction * report.latent_dim:
+    if fraction is not None and not (0 <= check_real(fraction, "fraction") < 1):
+        raise ValueError(f"fraction must be in [0, 1) or None, got {fraction}")
+    if not (0 <= check_real(min_information, "min_information") < math.inf):
+        raise ValueError(f"min_information must be a finite number >= 0, got {min_information}")
+    counts = f"{report.active_units} of {report.latent_dim} latent dimensions active"
+    advice = "Consider KL warm-up, free bits, a smaller beta or a weaker decoder."
+    mi = report.mutual_information
+    if report.active_units == 0:
+        why = f"no latent dimension is active ({counts}, I(x;z) ~ {mi:.3g} nats)"
+    elif mi < min_information:
+        why = f"I(x;z) ~ {mi:.3g} nats: the code carries almost nothing about x ({counts})"
+    elif fraction is not None and len(report.collapsed) > fraction * report.latent_dim:
+        why = (
+            f"{len(report.collapsed)} of {report.latent_dim} latent dimensions are inactive "
+            f"(more than fraction={fraction:g}), I(x;z) ~ {mi:.3g} nats"
+        )
+    else:
         return False
-    warnings.warn(
-        PosteriorCollapseWarning(
-            f"posterior collapse: {len(report.collapsed)} of {report.latent_dim} latent "
-            f"dimensions are inactive (variance of the posterior mean <= threshold), "
-            f"I(x;z) ~ {report.mutual_information:.3g} nats. Consider KL warm-up, free "
-            f"bits, a smaller beta or a weaker decoder."
-        ),
-        stacklevel=2,
-    )
+    warnings.warn(PosteriorCollapseWarning(f"posterior collapse: {why}. {advice}"), stacklevel=2)
     return True

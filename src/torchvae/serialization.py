@@ -15,15 +15,25 @@ builds in code.
      "config": "<JSON string, or None for a weights-only file>",
      "state_dict": {name: tensor, ...}, "sha256": "<hex digest>"}
 
+plus, in format version 2, ``"metadata": "<JSON string>"``: what the writer chose to
+record beside the model (for ``torchvae train``: the data set, image shape, binarization
+and run settings), read back with :func:`read_metadata`. Files without metadata are
+written as version 1, which older torchvae versions read.
+
 and it is read with ``torch.load(..., weights_only=True)``, whose unpickler accepts
 tensors, strings, numbers, lists and dicts only, so a file from someone else cannot run
 code on load. That choice over a hand-made zip of ``config.json`` and raw tensors keeps
 one well-tested reader (``torch.load``: any dtype, ``map_location``, zip container)
 while the config stays plain JSON, readable without torch. The SHA-256 digest covers the
-config and every tensor's name, dtype, shape and bytes: the zip container alone does not
-notice a flipped bit inside a tensor. It detects corruption, not tampering (anyone can
-recompute it); safety against hostile files comes from the restricted unpickler.
-``format_version`` is 1; a reader refuses versions newer than its own.
+config, the metadata and every tensor's name, dtype, shape and bytes: the zip container
+alone does not notice a flipped bit inside a tensor. It detects corruption, not tampering
+(anyone can recompute it); safety against hostile files comes from the restricted
+unpickler and from bounds on what a file may ask for: its JSON is at most
+:data:`MAX_JSON_CHARS` characters and :data:`MAX_JSON_DEPTH` levels deep, no size in its
+config exceeds the largest tensor it holds, and the architecture is first built on the
+meta device (no memory) and compared with the file's tensors, so a forged config cannot
+make :func:`load_model` allocate more than the file's own tensors. A reader refuses
+format versions newer than its own.
 
 **Writes are atomic**: the file is written to a temporary file in the same folder,
 flushed to disk and renamed over ``path``, so a process killed mid-write leaves the
@@ -58,7 +68,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -66,7 +76,7 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import Tensor, nn
 
-from ._io import atomic_write
+from ._io import atomic_write, check_file
 from .conditional import ConditionalVAE
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
@@ -77,19 +87,27 @@ from .priors import FlowPrior, MixturePrior, StandardNormal, VampPrior
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_JSON_CHARS",
+    "MAX_JSON_DEPTH",
     "SerializationError",
     "load_model",
     "load_weights",
     "model_config",
     "model_from_config",
+    "read_metadata",
     "register_serializable",
     "save_model",
     "save_weights",
 ]
 
 FORMAT = "torchvae"
-FORMAT_VERSION = 1
-"""The version of the file format this torchvae writes; it reads versions up to this."""
+FORMAT_VERSION = 2
+"""The newest file format this torchvae writes (2 for files with metadata, else 1); it
+reads versions up to this."""
+MAX_JSON_CHARS = 1 << 20
+"""The longest config or metadata (in characters) a file may hold."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of lists and dicts a file's config or metadata may have."""
 
 M = TypeVar("M", bound=nn.Module)
 PathLike = str | os.PathLike[str]
@@ -346,7 +364,7 @@ def _compare_state(
     return "; ".join(parts)
 
 
-def _checksum(config: str | None, state: Mapping[str, Tensor]) -> str:
+def _checksum(config: str | None, state: Mapping[str, Tensor], metadata: str | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(b"" if config is None else config.encode())
     for key in sorted(state):
@@ -354,7 +372,56 @@ def _checksum(config: str | None, state: Mapping[str, Tensor]) -> str:
         digest.update(f"\0{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         flat = tensor.to("cpu").contiguous().reshape(-1)
         digest.update(flat.view(torch.uint8).numpy().data)
+    if metadata is not None:  # absent: the digest of a version-1 file, unchanged
+        digest.update(f"\0metadata\0{len(metadata)}\0".encode() + metadata.encode())
     return digest.hexdigest()
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply ``text``'s lists and dicts nest (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _json_problem(text: str) -> str | None:
+    if len(text) > MAX_JSON_CHARS:
+        return f"is {len(text)} characters long (at most {MAX_JSON_CHARS} are read)"
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        return f"nests {depth} levels deep (at most {MAX_JSON_DEPTH} are read)"
+    return None
+
+
+def _parse_json(text: str, path: Path, what: str) -> Any:
+    problem = _json_problem(text)
+    if problem is not None:
+        raise SerializationError(f"{path} is corrupted or forged: its {what} {problem}")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise SerializationError(f"{path} is corrupted: its {what} is not JSON ({e})") from e
+
+
+def _metadata_text(metadata: object) -> str:
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(
+            f"metadata must be a dict with str keys (of JSON values), got {metadata!r:.200}"
+        )
+    try:
+        text = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"metadata must hold JSON values only ({e}): {metadata!r:.200}") from e
+    problem = _json_problem(text)
+    if problem is not None:
+        raise ValueError(f"metadata {problem}, too large for a model file")
+    return text
 
 
 def _check_path(path: object) -> Path:
@@ -363,24 +430,32 @@ def _check_path(path: object) -> Path:
     return Path(path)
 
 
-def _write(path: PathLike, config: Config | None, state: Mapping[str, Tensor]) -> None:
+def _write(
+    path: PathLike,
+    config: Config | None,
+    state: Mapping[str, Tensor],
+    metadata: Mapping[str, Any] | None,
+) -> None:
     import torchvae
 
     text = None if config is None else json.dumps(config)
+    extra = None if metadata is None else _metadata_text(metadata)
     tensors = {k: v.detach() for k, v in state.items()}
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1 if extra is None else 2,
         "torchvae_version": torchvae.__version__,
         "config": text,
         "state_dict": tensors,
-        "sha256": _checksum(text, tensors),
+        "sha256": _checksum(text, tensors, extra),
     }
+    if extra is not None:
+        payload["metadata"] = extra
     with atomic_write(_check_path(path)) as f:
         torch.save(payload, f)
 
 
-def save_model(model: nn.Module, path: PathLike) -> None:
+def save_model(model: nn.Module, path: PathLike, metadata: Mapping[str, Any] | None = None) -> None:
     """Write ``model``'s architecture and weights to ``path``, atomically.
 
     Args:
@@ -388,21 +463,39 @@ def save_model(model: nn.Module, path: PathLike) -> None:
             added with :func:`register_serializable`), any dtype and device.
         path: the file to write; its folder must exist. An existing file is replaced
             only once the new one is complete.
+        metadata: optional facts to keep with the model, as a dict of JSON values (for
+            example what it was trained on: ``{"dataset": "fashion-mnist",
+            "image_shape": [1, 28, 28]}``); covered by the file's checksum and read back
+            with :func:`read_metadata`.
 
     Raises:
-        TypeError: ``path`` is not a path, or ``model`` cannot be rebuilt from a config
-            (a user-written module, a custom activation, layers replaced after
-            construction): the message names the part and suggests :func:`save_weights`.
+        TypeError: ``path`` is not a path, ``metadata`` is not a dict of JSON values, or
+            ``model`` cannot be rebuilt from a config (a user-written module, a custom
+            activation, layers replaced after construction): the message names the part
+            and suggests :func:`save_weights`.
+        ValueError: ``metadata`` is larger or deeper than a file may hold
+            (:data:`MAX_JSON_CHARS`, :data:`MAX_JSON_DEPTH`).
         OSError: ``path``'s folder is missing or unwritable, or the disk is full; the
             previous file, if any, is left intact.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "vae.pt"
+        >>> save_model(VAE(Encoder(4, 8, 2), Decoder(2, 8, 4)), path, metadata={"epochs": 3})
+        >>> read_metadata(path)
+        {'epochs': 3}
     """
     path = _check_path(path)
+    if metadata is not None:
+        _metadata_text(metadata)  # before the work of checking the model
     config = model_config(model)
     _check_rebuilds(model, config)
-    _write(path, config, model.state_dict())
+    _write(path, config, model.state_dict(), metadata)
 
 
-def save_weights(model: nn.Module, path: PathLike) -> None:
+def save_weights(
+    model: nn.Module, path: PathLike, metadata: Mapping[str, Any] | None = None
+) -> None:
     """Write ``model``'s ``state_dict`` (no architecture) to ``path``, atomically.
 
     For any module, built-in or not; read it back with :func:`load_weights` into a
@@ -411,21 +504,26 @@ def save_weights(model: nn.Module, path: PathLike) -> None:
     Args:
         model: any ``nn.Module``.
         path: the file to write; its folder must exist.
+        metadata: optional dict of JSON values to keep with the weights (see
+            :func:`save_model`).
 
     Raises:
-        TypeError: ``model`` is not a module or ``path`` not a path.
+        TypeError: ``model`` is not a module, ``path`` not a path, or ``metadata`` not a
+            dict of JSON values.
+        ValueError: ``metadata`` is too large or too deep for a model file.
         OSError: ``path``'s folder is missing or unwritable, or the disk is full; the
             previous file, if any, is left intact.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _write(_check_path(path), None, model.state_dict())
+    _write(_check_path(path), None, model.state_dict(), metadata)
 
 
 @dataclass(frozen=True)
 class _Contents:
     config: Config | None
     state: dict[str, Tensor]
+    metadata: dict[str, Any]
 
 
 def _unpickling_problem(path: Path, error: Exception) -> SerializationError:
@@ -445,10 +543,7 @@ def _unpickling_problem(path: Path, error: Exception) -> SerializationError:
 
 
 def _torch_load(path: Path, map_location: MapLocation) -> object:
-    if not path.exists():
-        raise FileNotFoundError(f"no such model file: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a model file")
+    check_file(path, "model file")
     try:
         with warnings.catch_warnings():
             # Raised for hostile or foreign pickles, which are refused just below anyway.
@@ -486,7 +581,7 @@ def _read(path: Path, map_location: MapLocation, allow_bare: bool) -> _Contents:
     obj = _torch_load(path, map_location)
     if allow_bare and _is_state_dict(obj) and obj:
         assert isinstance(obj, dict)
-        return _Contents(None, obj)
+        return _Contents(None, obj, {})
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         what = (
             "a bare state dict (as from torch.save(model.state_dict(), path)), with no "
@@ -507,22 +602,85 @@ def _read(path: Path, map_location: MapLocation, allow_bare: bool) -> _Contents:
             f"({torchvae.__version__}) reads versions up to {FORMAT_VERSION}: upgrade torchvae"
         )
     text, state, stored = obj.get("config"), obj.get("state_dict"), obj.get("sha256")
+    extra = obj.get("metadata")
     if not (text is None or isinstance(text, str)) or not _is_state_dict(state):
         raise SerializationError(f"{path} is corrupted: its config or state_dict is malformed")
+    if not (extra is None or isinstance(extra, str)) or (extra is not None and version < 2):
+        raise SerializationError(f"{path} is corrupted: its metadata entry is malformed")
     assert isinstance(state, dict)
     on_meta = any(t.is_meta for t in state.values())
-    if not on_meta and stored != _checksum(text, state):
+    if not on_meta and stored != _checksum(text, state, extra):
         raise SerializationError(
             f"{path} is corrupted: its content does not match the SHA-256 checksum stored "
             f"when it was written"
         )
-    config = None
-    if text is not None:
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SerializationError(f"{path} is corrupted: its config is not JSON ({e})") from e
-    return _Contents(config, state)
+    config = None if text is None else _parse_json(text, path, "config")
+    metadata = {} if extra is None else _parse_json(extra, path, "metadata")
+    if not isinstance(metadata, dict):
+        raise SerializationError(f"{path} is corrupted: its metadata is not a JSON object")
+    return _Contents(config, state, metadata)
+
+
+def _integers(config: object) -> Iterator[tuple[str, int]]:
+    """Every integer in a parsed config, with where it is (``encoder.hidden_dims[0]``)."""
+    stack: list[tuple[str, object]] = [("config", config)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{where}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield where, value
+
+
+def _check_sizes(path: Path, config: Config, state: Mapping[str, Tensor]) -> None:
+    """Refuse configs asking for more than the file's tensors could hold, before any build."""
+    largest = max((t.numel() for t in state.values()), default=0)
+    for where, value in _integers(config):
+        if value > largest:
+            raise SerializationError(
+                f"{path} is corrupted or forged: {where} = {value} is larger than any tensor "
+                f"in the file (the largest holds {largest} values), so its architecture "
+                f"cannot be what the file holds"
+            )
+    try:
+        with torch.device("meta"):  # shapes without memory
+            skeleton = _from_config(config, "config")
+    except (TypeError, ValueError) as e:
+        raise SerializationError(f"{path} holds a config that cannot be built: {e}") from e
+    except Exception:
+        return  # a class that cannot be built on the meta device: the real build checks
+    problems = _compare_state(
+        {k: tuple(v.shape) for k, v in skeleton.state_dict().items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+    )
+    if problems:
+        raise SerializationError(
+            f"{path} is inconsistent: its tensors do not fit the architecture in its own "
+            f"config, {_describe(config)} ({problems})"
+        )
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The metadata stored with a model by :func:`save_model` (``{}`` if it has none).
+
+    The whole file is read and its checksum checked, so the metadata is as written.
+
+    Args:
+        path: a file written by :func:`save_model` or :func:`save_weights`.
+
+    Returns:
+        The metadata dict; ``{}`` for files written without one (and bare state dicts).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist; ``IsADirectoryError`` and
+            ``OSError`` as for :func:`load_model`.
+        SerializationError: the file cannot be read (see :func:`load_model`), or its
+            metadata is malformed, too large or too deeply nested.
+        TypeError: ``path`` is not a path.
+    """
+    return _read(_check_path(path), "cpu", allow_bare=True).metadata
 
 
 @overload
@@ -554,7 +712,9 @@ def load_model(
         (call ``.eval()`` for inference).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist (or is a symbolic link to nowhere).
+        IsADirectoryError: ``path`` is a folder.
+        OSError: ``path`` is a loop of symbolic links or cannot be examined.
         SerializationError: the file is truncated or corrupted, is not a torchvae model
             file, holds pickled objects that could run code, has a newer format
             version, cannot go to its saved device, or holds a model that is not an
@@ -568,10 +728,16 @@ def load_model(
             f"{path} holds weights only (written by save_weights), no architecture: build "
             f"the model in code and call load_weights(model, path)"
         )
+    _check_sizes(path, contents.config, contents.state)
     try:
         model = _from_config(contents.config, "config")
     except (TypeError, ValueError) as e:
         raise SerializationError(f"{path} holds a config that cannot be built: {e}") from e
+    except (RuntimeError, MemoryError, OverflowError) as e:  # sizes the meta build missed
+        raise SerializationError(
+            f"{path} holds a config that cannot be built ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
     if expected_type is not None and not isinstance(model, expected_type):
         raise SerializationError(
             f"{path} holds a {type(model).__name__}, not a {expected_type.__name__}: "
@@ -609,7 +775,8 @@ def load_weights(model: M, path: PathLike, strict: bool = True) -> M:
         SerializationError: the file's keys or shapes do not fit ``model`` (the message
             lists the missing, unexpected and mismatched keys and, where known, both
             architectures), or the file cannot be read (see :func:`load_model`).
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist; ``IsADirectoryError`` and
+            ``OSError`` as for :func:`load_model`.
         TypeError: ``model`` is not a module or ``path`` not a path.
 
     Example:

@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -46,13 +47,14 @@ from ._distributed import (
 )
 from ._labels import check_labels
 from ._labels import labels_ok as _labels_ok
+from ._resume import ResumeWarning, apply_hyperparameters, check_resumable, hyperparameters
 from ._validation import check_finite, check_positive_int, trusted_inputs
 from .callbacks import HOOKS, Callback, ModelCheckpoint
 from .checkpoint import get_rng_state, load_checkpoint, resolve_checkpoint, set_rng_state
 from .likelihoods import Likelihood, check_likelihood
 from .losses import ELBOLoss, LossOutput
 
-__all__ = ["NonFiniteLossError", "StepOutput", "Trainer"]
+__all__ = ["NonFiniteLossError", "ResumeWarning", "StepOutput", "Trainer"]
 
 Precision = Literal["32", "bf16", "16-mixed"]
 Strategy = Literal["auto", "ddp", "none"]
@@ -212,7 +214,10 @@ class Trainer:
         compile: run the forward pass and the loss through :func:`torch.compile`.
         nan_policy: on a NaN/inf loss or gradient norm, ``"raise"`` a
             :class:`NonFiniteLossError` or ``"skip"`` the step (counted in
-            ``skipped_steps``). NaN/inf *weights* stop the run under either policy
+            ``skipped_steps``). Skipping never hides a run that stopped learning: an
+            epoch whose every step is skipped (or ``max_consecutive_skips`` skipped
+            steps in a row) raises :class:`NonFiniteLossError` too, before that epoch
+            is checkpointed. NaN/inf *weights* stop the run under either policy
             (no later step could succeed); they are checked at the end of every epoch,
             before any checkpoint, so a NaN never reaches a checkpoint file.
         batch_size: batch size for data given as tensors or datasets (not for loaders).
@@ -221,6 +226,9 @@ class Trainer:
             initialized or the launcher set ``WORLD_SIZE > 1`` (``torchrun``), else one
             process; ``"ddp"``: require it (also for a single process under torchrun);
             ``"none"``: never (each process trains alone).
+        max_consecutive_skips: with ``nan_policy="skip"``, stop after this many skipped
+            steps in a row (within one :meth:`fit` call); ``None`` (the default): only a
+            wholly skipped epoch stops.
         flush_denormal: on the CPU, treat floats below :math:`1.2 \cdot 10^{-38}`
             (denormals) as zero while :meth:`fit` runs (:func:`torch.set_flush_denormal`;
             the previous mode is restored after). Adam's moments for dead ReLU units decay
@@ -269,6 +277,7 @@ class Trainer:
         log_every_n_steps: int = 50,
         strategy: Strategy = "auto",
         flush_denormal: bool = True,
+        max_consecutive_skips: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -291,6 +300,7 @@ class Trainer:
         self.loss = (ELBOLoss() if loss is None else loss).to(self.device)
         params = [*self.model.parameters(), *self.loss.parameters()]
         self.optimizer = _default_optimizer(params) if optimizer is None else optimizer
+        self._given_hyperparameters = hyperparameters(self.optimizer)  # for the resume rule
         self.scheduler = scheduler
         for name, value, allowed in (
             ("scheduler_interval", scheduler_interval, ("epoch", "step")),
@@ -337,6 +347,12 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.skipped_steps = 0
+        self.max_consecutive_skips = (
+            None
+            if max_consecutive_skips is None
+            else check_positive_int(max_consecutive_skips, "max_consecutive_skips")
+        )
+        self._skip_run = 0  # skipped steps in a row
         self.should_stop = False
         self.metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -402,9 +418,18 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: a NaN/inf loss or gradient norm with ``nan_policy="raise"``;
+                with ``"skip"``, an epoch of only skipped steps or ``max_consecutive_skips``
+                skipped steps in a row;
                 the message names the epoch and step and the last checkpoint written.
             ValueError: an epoch without batches (e.g. ``train`` is an exhausted generator).
-            CheckpointError: ``resume`` names a truncated or corrupted file.
+            CheckpointError: ``resume`` names a truncated or corrupted file, or one written
+                for another architecture or optimizer type (the message says what
+                differs; see :meth:`load_state_dict` for what may change).
+
+        Warns:
+            ResumeWarning: the resumed run uses hyper-parameters other than the
+                checkpoint's (see :meth:`load_state_dict`), or ``epochs`` is not more than
+                the epochs already done.
             OSError: an output directory is not writable, or a checkpoint cannot hold the
                 weights on the free disk space (before training); a file could not be
                 written during training (e.g. the disk is full): the message names the
@@ -419,13 +444,22 @@ class Trainer:
             )
         if resume is not None:
             path = self._resolve_on_rank_zero(resume)
-            self.load_state_dict(load_checkpoint(path))
+            self._restore(load_checkpoint(path), path)
             self.last_checkpoint = path
+            if self.epoch >= epochs:
+                warnings.warn(
+                    ResumeWarning(
+                        f"{str(path)!r} has {self.epoch} epochs done and epochs={epochs} is "
+                        f"the total, counting those: nothing to train (pass a larger epochs)"
+                    ),
+                    stacklevel=2,
+                )
         else:
             self._seed_ranks()
         train_batches, self.val = self._batches(train, train=True), val
         self.num_batches = len(train_batches) if isinstance(train_batches, Sized) else None
         self.should_stop = False
+        self._skip_run = 0
         steps0 = self.global_step
         try:
             self._call("on_fit_start")
@@ -576,6 +610,7 @@ class Trainer:
                     )
                 self._non_finite(losses.total.detach(), grad_norm, batch_idx, epochs)
             else:
+                self._skip_run = 0
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 if self.scheduler is not None and self.scheduler_interval == "step":
@@ -600,6 +635,13 @@ class Trainer:
         if self.distributed:
             sums, n_seen = all_reduce_sums(sums, n_seen)
             self._rng_ranks = all_gather(rng)
+        if n_seen == 0:  # every step skipped (on every rank): nothing was learnt
+            raise NonFiniteLossError(
+                f"every step of epoch {self.epoch + 1} of {epochs} "
+                f"({self.global_step - steps0} steps) was skipped for non-finite values "
+                f"(nan_policy='skip'); the epoch was not checkpointed; {self._last_good()}. "
+                f"Lower the learning rate, set grad_clip=, or check the data"
+            )
         loss, reconstruction, kl = (sums / n_seen).tolist() if n_seen else [math.nan] * 3
         self.epoch += 1
         self.metrics = {
@@ -664,7 +706,16 @@ class Trainer:
         what = f"loss {total.item()}, gradient norm {grad_norm.item()}"
         if self.nan_policy == "skip":
             self.skipped_steps += 1
-            return
+            self._skip_run += 1
+            limit = self.max_consecutive_skips
+            if limit is None or self._skip_run < limit:
+                return
+            raise NonFiniteLossError(
+                f"{self._skip_run} steps in a row were skipped for non-finite values "
+                f"(max_consecutive_skips={limit}), the last at {self._where(batch_idx, epochs)} "
+                f"({what}); {self._last_good()}. Lower the learning rate, set grad_clip=, or "
+                f"check the data"
+            )
         raise NonFiniteLossError(
             f"non-finite training values ({what}) at {self._where(batch_idx, epochs)}; "
             f"{self._last_good()}. Lower the "
@@ -750,6 +801,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "optimizer_type": type(self.optimizer).__qualname__,
+            "optimizer_hyperparameters": self._given_hyperparameters,
             "epoch": self.epoch,
             "global_step": self.global_step,
             "skipped_steps": self.skipped_steps,
@@ -763,12 +816,58 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (e.g. by :func:`~torchvae.load_checkpoint`)."""
+        """Restore what :meth:`state_dict` returned (e.g. by :func:`~torchvae.load_checkpoint`).
+
+        What may differ from the run that wrote ``state``: the optimizer's numeric
+        hyper-parameters (``lr``, ``weight_decay``, ``betas``, ...): where this trainer's
+        optimizer was built with another value, that value is used (for ``lr`` also as
+        the scheduler's base rate) and a :class:`ResumeWarning` lists each change; the
+        moments, step counts and the scheduler's position are the checkpoint's. Values
+        left unchanged are restored exactly. Other optimizer options (``amsgrad``,
+        ``nesterov``, ...) stay the checkpoint's, with a warning when they differ.
+
+        Raises:
+            CheckpointError: the model's or the loss's tensors (names, shapes), the
+                optimizer's type or its parameter groups differ from ``state``'s; the
+                message says what, and nothing is changed.
+
+        Warns:
+            ResumeWarning: a hyper-parameter changed, or the scheduler is new or gone.
+        """
+        self._restore(state, None)
+
+    def _restore(self, state: dict[str, Any], path: Path | None) -> None:
+        where = path if path is not None else Path("<state dict>")
+        check_resumable(
+            where, state, self.model.state_dict(), self.loss.state_dict(), self.optimizer
+        )
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        changes = apply_hyperparameters(
+            self.optimizer,
+            self.scheduler,
+            self._given_hyperparameters,
+            state.get("optimizer_hyperparameters"),
+        )
+        if (self.scheduler is None) != (state["scheduler"] is None):
+            changes.append(
+                "the checkpoint's run had no learning-rate scheduler: this one starts "
+                "from its beginning"
+                if self.scheduler is not None
+                else "the checkpoint's run had a learning-rate scheduler, this trainer has "
+                "none: the learning rate stays as restored"
+            )
+        if changes:
+            warnings.warn(
+                ResumeWarning(
+                    f"resuming from {str(where)!r} with other settings than its run "
+                    f"(see the resume guide for the rule): " + "; ".join(changes)
+                ),
+                stacklevel=3,
+            )
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
