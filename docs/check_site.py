@@ -12,8 +12,8 @@ inside the site is broken. Standard library only.
 
 With ``--browser``, the site is also served on localhost and every page is loaded in that
 headless Chromium (``--dump-dom``, no network beyond localhost): each formula that
-``pymdownx.arithmatex`` marked must have become a MathJax ``mjx-container``, with no
-MathJax error node.
+``pymdownx.arithmatex`` marked, and each ``$...$`` of a notebook's markdown cells, must have
+become a MathJax ``mjx-container``, with no MathJax error node.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Problem", "SiteReport", "check_rendering", "check_site"]
+__all__ = ["Problem", "SiteReport", "check_rendering", "check_site", "notebook_formulas"]
 
 _LINK_ATTRS = {"a": "href", "link": "href", "img": "src", "script": "src", "source": "src"}
 
@@ -147,6 +147,47 @@ _BROWSER_FLAGS = (
 )
 
 
+_VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"}
+
+
+class _NotebookText(HTMLParser):
+    """The text nodes of a notebook page's markdown cells (mkdocs-jupyter), outside code."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool, bool]] = []  # (tag, in a markdown cell, in code)
+        self.nodes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID_TAGS:
+            return
+        markdown, code = self.stack[-1][1:] if self.stack else (False, False)
+        classes = (dict(attrs).get("class") or "").split()
+        markdown = markdown or "jp-MarkdownOutput" in classes
+        self.stack.append((tag, markdown, code or tag in ("code", "pre")))
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self.stack and self.stack[-1][1] and not self.stack[-1][2]:
+            self.nodes.append(data)
+
+
+def notebook_formulas(html: str) -> int:
+    """How many ``$...$`` and ``$$...$$`` formulas the markdown cells of a notebook page hold.
+
+    The same rule as ``markNotebookMaths`` in ``javascripts/mathjax-config.js``, which wraps
+    each of them for MathJax: per text node, outside ``code`` and ``pre``.
+    """
+    parser = _NotebookText()
+    parser.feed(html)
+    return sum(len(re.findall(r"\$\$[\s\S]+?\$\$|\$[^$]+?\$", node)) for node in parser.nodes)
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -174,7 +215,8 @@ def check_rendering(
         chosen = sorted(site.rglob("*.html")) if pages is None else [site / p for p in pages]
         for page in chosen:
             name = page.relative_to(site).as_posix()
-            marked = page.read_text(encoding="utf-8").count('class="arithmatex"')
+            html = page.read_text(encoding="utf-8")
+            marked = html.count('class="arithmatex"') + notebook_formulas(html)
             if not marked:
                 continue
             url = f"http://127.0.0.1:{server.server_address[1]}/{name}"

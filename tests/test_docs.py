@@ -3,6 +3,7 @@
 - ``mkdocs build --strict`` succeeds (a broken cross-reference, a missing page, image or
   anchor, or a docstring mkdocstrings cannot render fails it); skipped, with the reason,
   when mkdocs or its plugins are not installed (``pip install -e ".[docs]"``).
+- The tutorial notebook is a page (mkdocs-jupyter), with its maths and a download link.
 - Every ``href``/``src`` inside the built site resolves (``docs/check_site.py``).
 - Every public name of torchvae and of its public modules has an API entry.
 - The tutorial's code steps (``docs/snippets/tutorial_*.py``) run, in order, on small fake
@@ -47,7 +48,8 @@ check_site: Any = _checker.check_site
 
 
 def _missing_docs_tools() -> str | None:
-    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+    tools = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter")
+    for module in tools:
         if importlib.util.find_spec(module.split(".")[0]) is None:
             return module
         try:
@@ -81,6 +83,25 @@ def test_site_builds_strict(site: Path) -> None:
         assert (site / page).is_file(), f"{page} is missing from the built site"
 
 
+def test_notebook_is_a_page_with_its_download(site: Path) -> None:
+    page = (site / "notebooks" / "tutorial" / "index.html").read_text(encoding="utf-8")
+    assert page.count("jp-CodeCell") > 10, "the notebook's code cells are not on its page"
+    assert _checker.notebook_formulas(page) > 10, "the notebook's maths is not on its page"
+    assert 'href="tutorial.ipynb"' in page
+    assert (site / "notebooks" / "tutorial" / "tutorial.ipynb").is_file()
+    tutorial = (site / "tutorial" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../notebooks/tutorial/"' in tutorial, "the tutorial does not link the notebook"
+
+
+def test_notebook_formulas_are_counted_as_the_page_script_marks_them() -> None:
+    html = (
+        '<div class="jp-RenderedMarkdown jp-MarkdownOutput"><p>a $x$ b $$y\nz$$</p>'
+        "<p><code>$HOME and $PATH</code> <br>$w$ costs $5</p></div>"
+        "<p>$outside$ a cell</p>"
+    )
+    assert _checker.notebook_formulas(html) == 3
+
+
 def test_no_internal_link_is_broken(site: Path) -> None:
     report = check_site(site)
     assert report.pages > 20
@@ -103,7 +124,12 @@ def test_maths_renders_in_a_browser(site: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no chromium to load the pages (apt-get install chromium)")
-    pages = ["index.html", "tutorial/index.html", "api/losses/index.html"]
+    pages = [
+        "index.html",
+        "tutorial/index.html",
+        "api/losses/index.html",
+        "notebooks/tutorial/index.html",
+    ]
     problems = _checker.check_rendering(site, browser, pages)
     assert not problems, "\n".join(map(str, problems))
 
