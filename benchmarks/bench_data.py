@@ -19,6 +19,7 @@ Every case yields the same float32 batches in [0, 1] (``x / 255``), which the sc
 checks on the first images before timing. The cases run in one process, in round-robin
 order (rotated each repeat), ``--repeats`` times; the table gives the median images/s and
 the spread (min-max) over the repeats, and the ratio to torchvision with the same workers.
+The main process uses one intra-op thread (``--threads``), as DataLoader workers do.
 
 Example:
     python benchmarks/bench_data.py --quick
@@ -127,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="round-robin repeats (5)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", default="0,2", help="DataLoader worker counts, e.g. 0,2,4")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads of the main process (1: DataLoader workers use 1 too, and on a "
+        "shared, loaded machine two threads make each small batch conversion wait on the other)",
+    )
     p.add_argument("--folder", type=Path, default=None, help="where to write (and keep) the PNGs")
     args = p.parse_args(argv)
     n = args.images or (256 if args.quick else 10_000)

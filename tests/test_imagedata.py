@@ -36,6 +36,9 @@ def test_folder_in_memory_and_streaming_give_the_same_images(tmp_path: Path) -> 
     memory = load_image_data(f"folder:{root}", storage="memory", test_fraction=0.2)
     stream = load_image_data(f"folder:{root}", storage="stream", test_fraction=0.2)
     assert memory.in_memory and not stream.in_memory
+    assert (
+        repr(stream) == f"ImageSplit('folder:{root} (train)', 10 x (3, 8, 8), streaming, 2 classes)"
+    )
     assert memory.shape == stream.shape == (3, 8, 8)
     assert memory.classes == stream.classes == ("a", "b")
     assert len(memory) == len(stream) == 10

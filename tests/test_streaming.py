@@ -9,6 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
 from torchvae import VAE, Decoder, Encoder, Trainer
+from torchvae._distributed import shard_loader
 from torchvae.data import TensorLoader
 from torchvae.streaming import DatasetImages, StreamLoader, materialize
 
@@ -163,3 +164,17 @@ def test_trainer_trains_on_a_stream_loader() -> None:
     trainer.fit(stream, epochs=2)
     assert trainer.epoch == 2 and stream.epoch == 2
     assert trainer.global_step == 8
+
+
+def test_the_trainer_shards_a_stream_loader_like_a_tensor_loader() -> None:
+    images, labels = images_and_labels()
+    data = DatasetImages(TensorDataset(images, labels))
+    for rank in range(3):
+        stream = shard_loader(StreamLoader(data, 4, shuffle=True), 4, True, rank, 3, 0)
+        memory = shard_loader(TensorLoader(images, labels, 4, shuffle=True), 4, True, rank, 3, 0)
+        assert isinstance(stream, StreamLoader) and (stream.rank, stream.world_size) == (rank, 3)
+        assert len(stream) == len(memory) == 2
+        assert same(list(stream), list(memory))
+    built_for_one = StreamLoader(data, 4, rank=1, world_size=2)
+    with pytest.raises(ValueError, match="StreamLoader was built for rank 1 of 2"):
+        shard_loader(built_for_one, 4, True, 0, 2, 0)

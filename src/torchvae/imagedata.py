@@ -49,7 +49,7 @@ Storage = Literal["auto", "memory", "stream"]
 _CIFAR_NAMES = ("cifar10", "cifar-10", "cifar_10")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageSplit:
     """One split of an image data set: in memory, or a ``Dataset`` read on the fly.
 
@@ -74,6 +74,11 @@ class ImageSplit:
     def in_memory(self) -> bool:
         """Whether the images are held in memory (else they are read on the fly)."""
         return self.images is not None
+
+    def __repr__(self) -> str:
+        where = "in memory" if self.in_memory else "streaming"
+        classes = "" if self.classes is None else f", {len(self.classes)} classes"
+        return f"ImageSplit({self.name!r}, {len(self)} x {self.shape}, {where}{classes})"
 
     def __len__(self) -> int:
         if self.images is not None:

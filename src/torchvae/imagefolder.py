@@ -16,6 +16,7 @@ epoch and the image's index). Every image must come out the same size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -32,7 +33,6 @@ __all__ = ["IMAGE_SUFFIXES", "ImageFiles", "ImageFolderDataset", "read_image", "
 #: The file endings read as images (in any letter case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm")
 _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L")
-_HIGH_BYTE = [v >> 8 for v in range(65536)]
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -145,7 +145,7 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> Ten
                 channels = 1 if im.mode in _GRAY_MODES else 3
             mode = "L" if channels == 1 else "RGB"
             if im.mode in _WIDE_GRAY_MODES:  # PIL's convert would clip 16-bit values at 255
-                im = (im if im.mode == "I" else im.convert("I")).point(_HIGH_BYTE, "L")
+                im = (im if im.mode == "I" else im.convert("I")).point(_high_byte(), "L")
             if im.mode == mode:
                 im.load()
             else:
@@ -156,6 +156,12 @@ def read_image(path: str | os.PathLike[str], channels: int | None = None) -> Ten
         raise ValueError(f"{path}: cannot be decoded as an image ({exc})") from exc
     pixels = torch.frombuffer(data, dtype=torch.uint8)
     return pixels.view(height, width, channels).permute(2, 0, 1)
+
+
+@functools.cache
+def _high_byte() -> list[int]:
+    """A lookup table from 16-bit values to their high byte."""
+    return [v >> 8 for v in range(65536)]
 
 
 def _pair(value: int | Sequence[int] | None, name: str) -> tuple[int, int] | int | None:

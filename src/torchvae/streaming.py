@@ -168,7 +168,7 @@ class StreamLoader:
         pin_memory: bool = False,
     ) -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.world_size = check_positive_int(world_size, "world_size")
+        world_size = check_positive_int(world_size, "world_size")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -182,7 +182,7 @@ class StreamLoader:
         if self.dataset_size == 0:
             raise ValueError("dataset is empty")
         self.seed, self.shuffle, self.drop_last, self.flatten = seed, shuffle, drop_last, flatten
-        self.dequantize, self.labels, self.rank, self.epoch = dequantize, labels, rank, 0
+        self.dequantize, self.labels, self.epoch = dequantize, labels, 0
         limit = None if max_batches is None else max_batches * batch_size
         self.sampler = _EpochSampler(self.dataset_size, seed, shuffle, rank, world_size, limit)
         self.loader: DataLoader[Any] = DataLoader(
@@ -193,6 +193,24 @@ class StreamLoader:
             num_workers=num_workers,
             pin_memory=pin_memory,
         )
+
+    @property
+    def rank(self) -> int:
+        """This process's rank; the Trainer sets it (and :attr:`world_size`) under DDP."""
+        return self.sampler.rank
+
+    @rank.setter
+    def rank(self, value: int) -> None:
+        self.sampler.rank = value
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes the epoch's order is split between."""
+        return self.sampler.world_size
+
+    @world_size.setter
+    def world_size(self, value: int) -> None:
+        self.sampler.world_size = value
 
     @property
     def in_unit_interval(self) -> bool:
