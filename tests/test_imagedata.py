@@ -187,17 +187,21 @@ def test_mnist_and_cifar_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_specs_and_options(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((5, 4, 4), np.uint8))
     with pytest.raises(ValueError, match=r"unknown image data 'imagenet': give 'mnist'"):
         load_image_data("imagenet")
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
         load_image_data("mnist", split="val")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="resize apply to image folders"):
+    with pytest.raises(ValueError, match="resize=64: not for cifar10"):
         load_image_data("cifar10", resize=64)
+    with pytest.raises(ValueError, match="storage='stream': not for a tensor file"):
+        load_image_data(tmp_path / "x.npy", storage="stream")
+    with pytest.raises(ValueError, match="random_crop=True, layout='NHWC': not for a Dataset"):
+        load_image_data(TensorDataset(torch.zeros(4, 1, 2, 2)), random_crop=True, layout="NHWC")
     with pytest.raises(FileNotFoundError, match="no image folder"):
         load_image_data(f"folder:{tmp_path / 'absent'}")
     with pytest.raises(FileNotFoundError, match="no tensor file"):
         load_image_data(f"file:{tmp_path / 'absent.npy'}")
-    np.save(tmp_path / "x.npy", np.zeros((5, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="leaves no test split"):
         load_image_data(tmp_path / "x.npy", split="test", test_fraction=0)
     with pytest.raises(ValueError, match="storage must be"):

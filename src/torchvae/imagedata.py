@@ -338,12 +338,27 @@ def load_image_data(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if isinstance(spec, Dataset):
         name = f"{type(spec).__name__} ({split})"
-        _only_for("a Dataset", resize=resize, crop=crop, channels=channels, layout=layout)
+        _only_for(
+            "a Dataset",
+            resize=resize,
+            crop=crop,
+            random_crop=random_crop,
+            channels=channels,
+            layout=layout,
+        )
         subset = Subset(spec, _pick_split(len(spec), split, test_fraction, split_seed).tolist())  # type: ignore[arg-type]
         return ImageSplit.from_dataset(subset, storage, None, num_workers, max_memory, name)
     kind, path = _parse_spec(spec)
     if kind in ("mnist", "cifar10"):
-        _only_for(kind, resize=resize, crop=crop, channels=channels, layout=layout)
+        _only_for(
+            kind,
+            resize=resize,
+            crop=crop,
+            random_crop=random_crop,
+            channels=channels,
+            layout=layout,
+            storage=storage if storage == "stream" else None,
+        )
         name = f"{spec} ({split})"
         if kind == "cifar10":
             images, labels, classes = load_cifar10(root, split == "train", verify)
@@ -352,7 +367,14 @@ def load_image_data(
         return ImageSplit.from_tensors(images, labels, None, "NHW", name)
     name = f"{kind}:{path} ({split})"
     if kind == "file":
-        _only_for("a tensor file", resize=resize, crop=crop, channels=channels)
+        _only_for(
+            "a tensor file",
+            resize=resize,
+            crop=crop,
+            random_crop=random_crop,
+            channels=channels,
+            storage=storage if storage == "stream" else None,
+        )
         content = read_tensor_file(path, layout, images_key, labels_key)
         if split in content:
             return ImageSplit.from_tensors(*content[split], None, "NCHW", name)
@@ -403,11 +425,13 @@ def _parse_spec(spec: str | os.PathLike[str]) -> tuple[str, Path]:
 
 
 def _only_for(what: str, **options: object) -> None:
-    given = [k for k, v in options.items() if v is not None]
+    """Raise if an option that ``what`` has no use for was given."""
+    given = [f"{k}={v!r}" for k, v in options.items() if v is not None and v is not False]
     if given:
         raise ValueError(
-            f"{', '.join(given)} apply to image folders (and layout to tensor files), not to "
-            f"{what}; leave {'them' if len(given) > 1 else 'it'} unset"
+            f"{', '.join(given)}: not for {what}, which is read into memory as it is "
+            "(resize, crop, random_crop and channels are for image folders, layout for "
+            "tensor files, storage='stream' for folders and datasets)"
         )
 
 
