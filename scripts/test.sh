@@ -17,3 +17,4 @@ set -x
 .venv/bin/python benchmarks/bench_train.py --quick
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
+.venv/bin/python benchmarks/bench_data.py --quick

@@ -21,6 +21,7 @@ from .callbacks import (
     TensorBoardLogger,
 )
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .cifar import CIFARFormatError, load_cifar10
 from .conditional import ConditionalVAE
 from .data import (
     MNIST,
@@ -34,6 +35,7 @@ from .data import (
     read_idx,
 )
 from .decoders import ConvDecoder, Decoder
+from .dequantization import dequantization_correction, dequantize
 from .diagnostics import (
     ActiveUnits,
     LatentReport,
@@ -46,6 +48,8 @@ from .diagnostics import (
 )
 from .encoders import ConvEncoder, Encoder
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
+from .imagedata import ImageSplit, load_image_data, split_indices
+from .imagefolder import ImageFolderDataset
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
@@ -60,6 +64,8 @@ from .serialization import (
     save_model,
     save_weights,
 )
+from .streaming import DatasetImages, StreamLoader
+from .tensorfile import read_tensor_file
 from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
 
 __version__ = "0.1.0"
@@ -70,6 +76,7 @@ __all__ = [
     "ActiveUnits",
     "Bernoulli",
     "BetaSchedule",
+    "CIFARFormatError",
     "Callback",
     "CheckpointError",
     "ChecksumError",
@@ -77,6 +84,7 @@ __all__ = [
     "ContinuousBernoulli",
     "ConvDecoder",
     "ConvEncoder",
+    "DatasetImages",
     "DatasetNotFoundError",
     "Decoder",
     "ELBOLoss",
@@ -87,6 +95,8 @@ __all__ = [
     "GaussianParams",
     "IDXFormatError",
     "IWAELoss",
+    "ImageFolderDataset",
+    "ImageSplit",
     "LatentReport",
     "Likelihood",
     "LossOutput",
@@ -97,6 +107,7 @@ __all__ = [
     "ResumeWarning",
     "SerializationError",
     "StepOutput",
+    "StreamLoader",
     "TensorBoardLogger",
     "TensorLoader",
     "Trainer",
@@ -104,12 +115,16 @@ __all__ = [
     "__version__",
     "active_units",
     "bits_per_dim",
+    "dequantization_correction",
+    "dequantize",
     "gaussian_kl",
     "importance_log_weights",
     "kl_per_dimension",
     "latent_report",
     "load_checkpoint",
+    "load_cifar10",
     "load_dataset",
+    "load_image_data",
     "load_model",
     "load_weights",
     "log_likelihood",
@@ -120,12 +135,14 @@ __all__ = [
     "posteriors",
     "priors",
     "read_idx",
+    "read_tensor_file",
     "register_serializable",
     "save_checkpoint",
     "save_model",
     "save_weights",
     "schedules",
     "set_validation",
+    "split_indices",
     "standard_normal",
     "standard_normal_log_prob",
     "warn_if_collapsed",

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from .data import TensorLoader
 from .losses import LossOutput
+from .streaming import StreamLoader
 
 __all__ = [
     "ModelAndLoss",
@@ -135,22 +136,22 @@ def shard_loader(
 ) -> Iterable[Any]:
     """This rank's share of a TensorLoader, Dataset or DataLoader; other iterables as given.
 
-    A :class:`~torchvae.data.TensorLoader` gets ``rank`` and ``world_size`` (unless it has
-    them); a ``Dataset`` or ``DataLoader`` gets a ``DistributedSampler`` for training
-    (shuffled from ``seed`` if the loader shuffles) and every ``world_size``-th example,
-    unpadded, for evaluation.
+    A :class:`~torchvae.data.TensorLoader` or :class:`~torchvae.streaming.StreamLoader`
+    gets ``rank`` and ``world_size`` (unless it has them); a ``Dataset`` or ``DataLoader``
+    gets a ``DistributedSampler`` for training (shuffled from ``seed`` if the loader
+    shuffles) and every ``world_size``-th example, unpadded, for evaluation.
 
     Raises:
         ValueError: a TensorLoader built for another rank, or a DataLoader the trainer
             cannot split (a custom batch sampler, an iterable dataset).
     """
-    if isinstance(data, TensorLoader):
+    if isinstance(data, (TensorLoader, StreamLoader)):
         if data.world_size == 1:
             data.rank, data.world_size = rank, world_size
         elif (data.rank, data.world_size) != (rank, world_size):
             raise ValueError(
-                f"the TensorLoader was built for rank {data.rank} of {data.world_size}, but "
-                f"this process is rank {rank} of {world_size}"
+                f"the {type(data).__name__} was built for rank {data.rank} of "
+                f"{data.world_size}, but this process is rank {rank} of {world_size}"
             )
         return data
     loader: DataLoader[Any] | None = data if isinstance(data, DataLoader) else None

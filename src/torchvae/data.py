@@ -54,6 +54,7 @@ from ._idx import (
     read_verified,
 )
 from ._validation import check_positive_int, check_tensor
+from .dequantization import dequantize as _dequantize
 
 __all__ = [
     "MNIST",
@@ -194,7 +195,40 @@ def _bernoulli(p: Tensor, gen: torch.Generator) -> Tensor:
     return r < p
 
 
-_SHUFFLE, _DYNAMIC, _STATIC = 0, 1, 2
+_SHUFFLE, _DYNAMIC, _STATIC, _DEQUANTIZE = 0, 1, 2, 3
+
+
+def _epoch_indices(
+    n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1
+) -> Tensor:
+    """The indices into ``n`` examples that ``rank`` visits in ``epoch``, in order.
+
+    A pure function of its arguments: the order of :meth:`TensorLoader.indices`, shared
+    with the streaming loader so that both visit the same examples in the same order.
+    """
+    if shuffle:
+        order = torch.randperm(n, generator=_generator(torch.device("cpu"), seed, _SHUFFLE, epoch))
+    else:
+        order = torch.arange(n)
+    total = math.ceil(n / world_size) * world_size
+    if total > n:
+        order = order.repeat(math.ceil(total / n))[:total]
+    return order[rank:total:world_size]
+
+
+def _to_float_batch(
+    batch: Tensor, dequantize: bool, seed: int, epoch: int, rank: int, index: int
+) -> Tensor:
+    """A batch of images as ``float32``: ``x / 255``, or dequantized, or as given if float.
+
+    The dequantization noise of batch ``index`` is a pure function of
+    ``(seed, epoch, rank, index)``.
+    """
+    if dequantize:
+        return _dequantize(batch, _generator(batch.device, seed, _DEQUANTIZE, epoch, rank, index))
+    if batch.dtype == torch.uint8:
+        return batch.to(torch.float32).div_(255)
+    return batch.to(torch.float32)
 
 
 class TensorLoader:
@@ -209,6 +243,9 @@ class TensorLoader:
 
     Binarization: ``"dynamic"`` draws :math:`x \sim \mathrm{Bernoulli}(x/255)` afresh for
     each batch of each epoch; ``"static"`` draws it once, from ``seed``, for the whole data.
+    Dequantization (``uint8`` images only) yields :math:`(x + u) / 256` with fresh uniform
+    noise :math:`u` per batch of each epoch (:func:`~torchvae.dequantization.dequantize`;
+    its docs give the bits/dim correction this implies).
 
     Args:
         images: ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, D)`` images, ``uint8`` (0..255) or
@@ -227,9 +264,12 @@ class TensorLoader:
             wrapping around so that every rank has the same number of batches.
         max_batches: At most this many batches per epoch (the first ones of the epoch's
             order), for quick runs; ``None`` for all.
+        dequantize: Yield uniformly dequantized batches :math:`(x + u) / 256` instead of
+            :math:`x / 255` (``uint8`` images; not with binarization).
 
     Raises:
-        TypeError: ``images`` or ``targets`` is not a tensor.
+        TypeError: ``images`` or ``targets`` is not a tensor, or ``dequantize`` with
+            floating-point images.
         ValueError: An argument is out of range (the message names it).
 
     Example:
@@ -252,6 +292,7 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         max_batches: int | None = None,
+        dequantize: bool = False,
     ) -> None:
         images = check_tensor(images, "images")
         if images.dtype != torch.uint8 and not images.is_floating_point():
@@ -271,6 +312,10 @@ class TensorLoader:
             raise ValueError(f"binarize must be 'none', 'dynamic' or 'static', got {binarize!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        if dequantize and images.dtype != torch.uint8:
+            raise TypeError(f"dequantize=True needs uint8 (8-bit) images, got dtype {images.dtype}")
+        if dequantize and binarize != "none":
+            raise ValueError(f"dequantize=True and binarize={binarize!r} exclude each other")
         self.world_size = check_positive_int(world_size, "world_size")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
@@ -279,7 +324,7 @@ class TensorLoader:
             None if max_batches is None else check_positive_int(max_batches, "max_batches")
         )
         self.rank, self.seed, self.shuffle, self.drop_last = rank, seed, shuffle, drop_last
-        self.flatten, self.binarize = flatten, binarize
+        self.flatten, self.binarize, self.dequantize = flatten, binarize, bool(dequantize)
         self.dataset_size = int(images.shape[0])
         self.epoch = 0
         self.device = images.device if device is None else torch.device(device)
@@ -296,9 +341,6 @@ class TensorLoader:
             chunk = self.images[start : start + 8192]
             out[start : start + 8192] = _bernoulli(chunk, gen).to(out.dtype).mul_(scale)
         return out
-
-    def _to_float(self, x: Tensor) -> Tensor:
-        return x.to(torch.float32).div_(255) if x.dtype == torch.uint8 else x.to(torch.float32)
 
     @property
     def in_unit_interval(self) -> bool:
@@ -327,17 +369,9 @@ class TensorLoader:
 
     def indices(self, epoch: int) -> Tensor:
         """The indices into the data that this rank visits in ``epoch``, in order."""
-        n = self.dataset_size
-        if self.shuffle:
-            order = torch.randperm(
-                n, generator=_generator(torch.device("cpu"), self.seed, _SHUFFLE, epoch)
-            )
-        else:
-            order = torch.arange(n)
-        total = self.num_samples * self.world_size
-        if total > n:
-            order = order.repeat(math.ceil(total / n))[:total]
-        return order[self.rank : total : self.world_size]
+        return _epoch_indices(
+            self.dataset_size, self.seed, epoch, self.shuffle, self.rank, self.world_size
+        )
 
     def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         """Batches of the current epoch; the epoch is then advanced by one."""
@@ -353,7 +387,7 @@ class TensorLoader:
                 gen = _generator(self.device, self.seed, _DYNAMIC, epoch, self.rank, b)
                 x = _bernoulli(batch, gen).to(torch.float32)
             else:
-                x = self._to_float(batch)
+                x = _to_float_batch(batch, self.dequantize, self.seed, epoch, self.rank, b)
             if self.flatten:
                 x = x.reshape(x.shape[0], -1)
             elif x.dim() == 3:
