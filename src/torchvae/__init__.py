@@ -45,6 +45,8 @@ from .diagnostics import (
     warn_if_collapsed,
 )
 from .encoders import ConvEncoder, Encoder
+from .factor_files import DSprites, Shapes3D, load_factor_dataset
+from .factors import FactorDataset, TensorFactorDataset
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
@@ -60,6 +62,7 @@ from .serialization import (
     save_model,
     save_weights,
 )
+from .sprites import Sprites, load_sprites
 from .trainer import NonFiniteLossError, StepOutput, Trainer
 
 __version__ = "0.1.0"
@@ -77,11 +80,13 @@ __all__ = [
     "ContinuousBernoulli",
     "ConvDecoder",
     "ConvEncoder",
+    "DSprites",
     "DatasetNotFoundError",
     "Decoder",
     "ELBOLoss",
     "EarlyStopping",
     "Encoder",
+    "FactorDataset",
     "FashionMNIST",
     "Gaussian",
     "GaussianParams",
@@ -95,8 +100,11 @@ __all__ = [
     "PosteriorCollapseWarning",
     "ProgressBar",
     "SerializationError",
+    "Shapes3D",
+    "Sprites",
     "StepOutput",
     "TensorBoardLogger",
+    "TensorFactorDataset",
     "TensorLoader",
     "Trainer",
     "VAEOutput",
@@ -109,7 +117,9 @@ __all__ = [
     "latent_report",
     "load_checkpoint",
     "load_dataset",
+    "load_factor_dataset",
     "load_model",
+    "load_sprites",
     "load_weights",
     "log_likelihood",
     "mnist_loaders",
