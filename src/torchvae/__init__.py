@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import schedules
+from . import metrics, schedules
 from ._validation import set_validation
 from .callbacks import (
     BetaSchedule,
@@ -122,6 +122,7 @@ __all__ = [
     "load_sprites",
     "load_weights",
     "log_likelihood",
+    "metrics",
     "mnist_loaders",
     "model_config",
     "model_from_config",
