@@ -16,3 +16,4 @@ set -x
 .venv/bin/python benchmarks/bench_train.py --quick
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
+.venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent

@@ -373,3 +373,29 @@ def test_gbt_estimator_when_scikit_learn_is_there() -> None:
     d = dci(factors_of, TOY, estimator="gbt", n_train=400, n_test=200)
     assert d.disentanglement > 0.9 and d.completeness > 0.9 and d.informativeness_test > 0.9
     assert math.isclose(float(d.importance.sum()), K, rel_tol=1e-6)
+
+
+def test_svm_accuracy_matches_scikit_learn_linear_svc() -> None:
+    svm = pytest.importorskip("sklearn.svm", reason="scikit-learn is not installed")
+    gen = torch.Generator().manual_seed(0)
+    for classes in (2, 3, 7):
+        y = torch.randint(0, classes, (600,), generator=gen)
+        yt = torch.randint(0, classes, (300,), generator=gen)
+        x = (y.double() + 0.4 * torch.randn(600, generator=gen, dtype=torch.float64)).unsqueeze(1)
+        xt = (yt.double() + 0.4 * torch.randn(300, generator=gen, dtype=torch.float64)).unsqueeze(1)
+        ours = float(svm_accuracy(x, y, xt, yt)[0])
+        model = svm.LinearSVC(C=0.01, class_weight="balanced", tol=1e-8, max_iter=100_000)
+        ref = (model.fit(x.numpy(), y.numpy()).predict(xt.numpy()) == yt.numpy()).mean()
+        assert ours == pytest.approx(float(ref), abs=1 / 300 + 1e-9)
+
+
+def test_logistic_regression_matches_scikit_learn() -> None:
+    linear_model = pytest.importorskip("sklearn.linear_model", reason="no scikit-learn")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(400, 3, generator=gen, dtype=torch.float64)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) > 0).long() + (x[:, 0] > 1)
+    W, b = logistic_regression(x, y, 3)
+    ref = linear_model.LogisticRegression(tol=1e-10, max_iter=10_000).fit(x.numpy(), y.numpy())
+    ours = torch.softmax(x @ W + b, dim=1)
+    theirs = torch.as_tensor(ref.predict_proba(x.numpy()))
+    assert torch.allclose(ours, theirs, atol=1e-5)

@@ -132,7 +132,7 @@ def dci(
     n_train: int = 10000,
     n_test: int = 5000,
     estimator: Estimator = "lasso",
-    alpha: float = 0.05,
+    alpha: float | None = None,
     eval_batch_size: int = 256,
     device: torch.device | str | None = None,
 ) -> DCIScore:
@@ -145,9 +145,10 @@ def dci(
 
     - ``"lasso"`` (the default, pure torch, any device): the paper's linear one,
       :math:`R_{jk} = |W_{jk}|` of a Lasso on standardized codes and factor classes with
-      penalty ``alpha`` (:func:`lasso_importance`; the paper picks :math:`\alpha` by
-      validation; 0.05 is five standard errors of a correlation over 10,000 samples, so
-      codes unrelated to a factor get no weight). Informativeness is the fit's
+      penalty ``alpha`` (:func:`lasso_importance`). The paper picks :math:`\alpha` by
+      validation; the default :math:`4 / \sqrt{n}`, four standard errors of a correlation
+      over the ``n_train`` samples, leaves codes unrelated to a factor with no weight
+      (otherwise the few that pass by chance would make pure noise look disentangled). Informativeness is the fit's
       :math:`R^2 = 1 - \mathrm{NRMSE}^2` (the paper reports the error itself) on the
       training and on ``n_test`` new images. It sees linear relations only.
     - ``"gbt"``: disentanglement_lib's (and ``disent``'s) estimator, scikit-learn's
@@ -167,7 +168,8 @@ def dci(
         n_train: Images the regressors are fitted on.
         n_test: Images the test informativeness is measured on.
         estimator: ``"lasso"`` or ``"gbt"``.
-        alpha: The Lasso's penalty, for standardized codes and factors.
+        alpha: The Lasso's penalty, for standardized codes and factors (default
+            :math:`4/\sqrt{\text{n\_train}}`).
         eval_batch_size: Images per call of ``representation`` (no effect on the value).
         device: Where images go and the arithmetic runs (default: the CPU).
 
@@ -181,13 +183,13 @@ def dci(
     dataset = check_dataset(dataset)
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
-    alpha = check_real(alpha, "alpha")
+    if n_train < 2:
+        raise ValueError("n_train must be >= 2")
+    alpha = 4 / n_train**0.5 if alpha is None else check_real(alpha, "alpha")
     if estimator not in ("lasso", "gbt"):
         raise ValueError(f"estimator must be 'lasso' or 'gbt', got {estimator!r}")
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    if n_train < 2:
-        raise ValueError("n_train must be >= 2")
     gen, dev = make_generator(seed), resolve_device(device)
     tree_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     codes, factors = sample_codes(representation, dataset, n_train, gen, eval_batch_size, dev)
