@@ -26,8 +26,8 @@ from torchvae.metrics import (
     model_representation,
     sap_score,
 )
+from torchvae.metrics._sap import svm_accuracy
 from torchvae.metrics._solvers import lasso, linear_svm_1d, logistic_regression
-from torchvae.metrics.sap import svm_accuracy
 
 SIZES = (3, 4, 5, 6)
 K = len(SIZES)

@@ -18,12 +18,12 @@ Example:
 
 from __future__ import annotations
 
+from ._beta_vae import BetaVAEScore, beta_vae_score
 from ._codes import Representation, model_representation
-from .beta_vae import BetaVAEScore, beta_vae_score
-from .dci import DCIScore, dci, dci_from_importance
-from .factor_vae import FactorVAEScore, factor_vae_score
-from .mig import MIGScore, discrete_mutual_information, discretize, mig
-from .sap import SAPScore, sap_score
+from ._dci import DCIScore, dci, dci_from_importance
+from ._factor_vae import FactorVAEScore, factor_vae_score
+from ._mig import MIGScore, discrete_mutual_information, discretize, mig
+from ._sap import SAPScore, sap_score
 
 __all__ = [
     "BetaVAEScore",

@@ -148,9 +148,10 @@ def dci(
       penalty ``alpha`` (:func:`lasso_importance`). The paper picks :math:`\alpha` by
       validation; the default :math:`4 / \sqrt{n}`, four standard errors of a correlation
       over the ``n_train`` samples, leaves codes unrelated to a factor with no weight
-      (otherwise the few that pass by chance would make pure noise look disentangled). Informativeness is the fit's
-      :math:`R^2 = 1 - \mathrm{NRMSE}^2` (the paper reports the error itself) on the
-      training and on ``n_test`` new images. It sees linear relations only.
+      (otherwise the few that pass by chance would make pure noise look disentangled).
+      Informativeness is the fit's :math:`R^2 = 1 - \mathrm{NRMSE}^2` (the paper reports
+      the error itself) on the training and on ``n_test`` new images. It sees linear
+      relations only.
     - ``"gbt"``: disentanglement_lib's (and ``disent``'s) estimator, scikit-learn's
       ``GradientBoostingClassifier()`` per factor with its impurity-based
       ``feature_importances_``; informativeness is its classification accuracy. Needs
