@@ -190,15 +190,17 @@ def test_logistic_regression_reaches_the_optimum() -> None:
     assert gW.abs().max() < 1e-4 and gb.abs().max() < 1e-4
 
 
-def test_linear_svm_reaches_the_optimum() -> None:
+@pytest.mark.parametrize("scale", [3.0, -0.01, 0.0])
+def test_linear_svm_reaches_the_optimum(scale: float) -> None:
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 1, 400, generator=gen, dtype=torch.float64) * 3
+    x = torch.randn(400, generator=gen, dtype=torch.float64) * scale
+    x[:50] = x[50]  # ties
     y = torch.randint(0, 3, (400,), generator=gen)
     own = y.unsqueeze(0) == torch.arange(3).unsqueeze(1)
-    s = (own.double() * 2 - 1).unsqueeze(0)
-    cost = torch.where(own, 0.02, 0.01).double().unsqueeze(0)
+    s = own.double() * 2 - 1
+    cost = torch.where(own, 0.02, 0.01).double()
     w, b = linear_svm_1d(x, s, cost)
-    assert w.shape == (3, 3)
+    assert w.shape == (3,)
     w.requires_grad_(True)
     b.requires_grad_(True)
     hinge = (1 - s * (w.unsqueeze(-1) * x + b.unsqueeze(-1))).clamp(min=0)

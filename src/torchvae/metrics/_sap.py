@@ -57,7 +57,6 @@ def svm_accuracy(
         return hit.to(dtype).mean().expand(d).clone()
     counts = torch.bincount(y, minlength=L).to(dtype)
     weight = n / (L * counts)
-    x = x_train.T.unsqueeze(1)  # (d, 1, n)
     if L == 2:
         s = (2 * y - 1).to(dtype).unsqueeze(0)  # (1, n)
         cost = (C * weight[y]).unsqueeze(0)
@@ -65,8 +64,9 @@ def svm_accuracy(
         own = y.unsqueeze(0) == torch.arange(L, device=y.device).unsqueeze(1)  # (L, n)
         s = own.to(dtype) * 2 - 1
         cost = torch.where(own, C * weight.unsqueeze(1), torch.full_like(s, C))
-    w, b = linear_svm_1d(x, s.unsqueeze(0), cost.unsqueeze(0))  # (d, P) problems
-    w, b = w.unsqueeze(-1), b.unsqueeze(-1)
+    fits = [linear_svm_1d(x_train[:, j], s, cost) for j in range(d)]
+    w = torch.stack([fit[0] for fit in fits]).unsqueeze(-1)  # (d, P, 1)
+    b = torch.stack([fit[1] for fit in fits]).unsqueeze(-1)
     decision = w * x_test.T.unsqueeze(1) + b  # (d, P, m)
     index = (decision[:, 0] > 0).long() if L == 2 else decision.argmax(dim=1)
     hits: Tensor = classes[index] == y_test.unsqueeze(0)
