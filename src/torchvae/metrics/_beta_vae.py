@@ -60,7 +60,7 @@ def beta_vae_score(
     n_train: int = 10000,
     n_eval: int = 5000,
     batch_size: int = 64,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> BetaVAEScore:
     r"""The β-VAE disentanglement score: can a linear classifier tell which factor was fixed?

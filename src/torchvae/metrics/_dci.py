@@ -133,7 +133,7 @@ def dci(
     n_test: int = 5000,
     estimator: Estimator = "lasso",
     alpha: float | None = None,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> DCIScore:
     r"""Disentanglement, completeness and informativeness of codes, from a regressor's importances.

@@ -74,7 +74,7 @@ def factor_vae_score(
     n_variance: int = 10000,
     batch_size: int = 64,
     prune_threshold: float = 0.05,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> FactorVAEScore:
     r"""The FactorVAE disentanglement score: the majority-vote classifier of the least-varying code.

@@ -81,7 +81,7 @@ def mig(
     seed: int | torch.Generator = 0,
     n_train: int = 10000,
     bins: int = 20,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> MIGScore:
     r"""The mutual information gap: how much more one code knows of a factor than the next.

@@ -95,7 +95,7 @@ def sap_score(
     n_test: int = 5000,
     continuous_factors: bool = False,
     C: float = 0.01,  # noqa: N803 - the SVM's C, as everywhere
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> SAPScore:
     r"""The SAP score: the gap between the two codes that best predict each factor, alone.
