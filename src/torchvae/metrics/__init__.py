@@ -8,12 +8,13 @@ its arithmetic on ``device``. The estimators are those of google-research's
 disentanglement_lib, the reference implementation, unless a docstring says otherwise.
 
 Example:
+    >>> import torch
     >>> from torchvae import TensorFactorDataset
     >>> factors = torch.cartesian_prod(torch.arange(4), torch.arange(5))
     >>> ds = TensorFactorDataset(factors.to(torch.uint8), factors)  # each image: its factors
     >>> codes_are_factors = lambda x: x * 255
-    >>> round(mig(codes_are_factors, ds, n_train=2000).score, 3)
-    1.0
+    >>> mig(codes_are_factors, ds, n_train=2000).score > 0.99  # at the top: codes = factors
+    True
 """
 
 from __future__ import annotations
