@@ -161,8 +161,8 @@ def load_sprites(n: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
     """The generated sprites as tensors for a :class:`~torchvae.TensorLoader` (e.g. the CLI's).
 
     Args:
-        n: ``None`` for all 737,280 images (3 GB of ``uint8``, about a minute to render on
-            two cores), else ``n`` distinct images drawn at random from ``seed``.
+        n: ``None`` for all 737,280 images (3 GB of ``uint8``, one to two minutes to
+            render on one core), else ``n`` distinct images drawn at random from ``seed``.
         seed: The seed of that draw.
 
     Returns:
