@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # Every optional extra too: their tests run wherever the extra is installed.
-.venv/bin/python -m pip install -q -e ".[dev,docs,flows]"
+.venv/bin/python -m pip install -q -e ".[dev,docs,flows,factors,metrics]"
 set -x
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks
@@ -18,3 +18,4 @@ set -x
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
 .venv/bin/python benchmarks/bench_data.py --quick
+.venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent

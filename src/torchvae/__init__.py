@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import posteriors, priors, schedules
+from . import metrics, posteriors, priors, schedules
 from ._validation import set_validation
 from .callbacks import (
     BetaSchedule,
@@ -47,6 +47,8 @@ from .diagnostics import (
     warn_if_collapsed,
 )
 from .encoders import ConvEncoder, Encoder
+from .factor_files import DSprites, Shapes3D, load_factor_dataset
+from .factors import FactorDataset, TensorFactorDataset
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
 from .imagedata import ImageSplit, load_image_data, split_indices
 from .imagefolder import ImageFolderDataset
@@ -64,6 +66,7 @@ from .serialization import (
     save_model,
     save_weights,
 )
+from .sprites import Sprites, load_sprites
 from .streaming import DatasetImages, StreamLoader
 from .tensorfile import read_tensor_file
 from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
@@ -84,12 +87,14 @@ __all__ = [
     "ContinuousBernoulli",
     "ConvDecoder",
     "ConvEncoder",
+    "DSprites",
     "DatasetImages",
     "DatasetNotFoundError",
     "Decoder",
     "ELBOLoss",
     "EarlyStopping",
     "Encoder",
+    "FactorDataset",
     "FashionMNIST",
     "Gaussian",
     "GaussianParams",
@@ -106,9 +111,12 @@ __all__ = [
     "ProgressBar",
     "ResumeWarning",
     "SerializationError",
+    "Shapes3D",
+    "Sprites",
     "StepOutput",
     "StreamLoader",
     "TensorBoardLogger",
+    "TensorFactorDataset",
     "TensorLoader",
     "Trainer",
     "VAEOutput",
@@ -124,10 +132,13 @@ __all__ = [
     "load_checkpoint",
     "load_cifar10",
     "load_dataset",
+    "load_factor_dataset",
     "load_image_data",
     "load_model",
+    "load_sprites",
     "load_weights",
     "log_likelihood",
+    "metrics",
     "mnist_loaders",
     "model_config",
     "model_from_config",
