@@ -17,6 +17,7 @@ textbook's ``BCE(reduction="sum") + KLD``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -42,6 +43,11 @@ class LossOutput(NamedTuple):
         kl_per_dim: the KL of each latent dimension, ``(latent_dim,)``, where the posterior
             and the prior factorize over dimensions; ``None`` otherwise.
         kl_exact: whether ``kl`` is in closed form.
+        terms: further scalars of the objective to log, by name (e.g. a total correlation);
+            the Trainer averages them per epoch.
+        aux: losses for other parameter groups, by the name of the group (e.g. a
+            discriminator's); see :meth:`~torchvae.Trainer` on objectives with several
+            optimizers. Each must be computed on detached inputs.
     """
 
     total: Tensor
@@ -49,6 +55,8 @@ class LossOutput(NamedTuple):
     kl: Tensor
     kl_per_dim: Tensor | None
     kl_exact: bool = True
+    terms: Mapping[str, Tensor] | None = None
+    aux: Mapping[str, Tensor] | None = None
 
 
 def _check_non_negative(value: object, name: str) -> float:
