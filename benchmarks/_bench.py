@@ -181,9 +181,9 @@ def examples_loss(recon_x: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Ten
 def torchvae_mlp() -> nn.Module:
     """The same 784-400-20 ReLU MLP built from torchvae's parts."""
     ensure_torchvae_importable()
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
-    from torchvae.model import VAE
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
+    from torchvae.models.vae import VAE
 
     return VAE(
         Encoder(784, [400], 20, activation=nn.ReLU), Decoder(20, [400], 784, activation=nn.ReLU)

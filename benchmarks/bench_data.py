@@ -76,7 +76,7 @@ def check_same_images(root: Path, n_check: int = 64) -> None:
     """torchvision's ImageFolder + ToTensor and torchvae's reader give the same tensors."""
     from torchvision import datasets, transforms
 
-    from torchvae.imagedata import load_image_data
+    from torchvae.data.images import load_image_data
 
     reference = datasets.ImageFolder(str(root), transform=transforms.ToTensor())
     data = load_image_data(f"folder:{root}", storage="stream", test_fraction=0)
@@ -94,7 +94,7 @@ def cases(
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from torchvae.imagedata import load_image_data
+    from torchvae.data.images import load_image_data
 
     reference = datasets.ImageFolder(str(root), transform=transforms.ToTensor())
     stream = load_image_data(f"folder:{root}", storage="stream", test_fraction=0)

@@ -120,7 +120,7 @@ def run_torchvae(
 ) -> tuple[list[float], Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]]:
     from torchvae.callbacks import Callback
     from torchvae.data import TensorLoader
-    from torchvae.trainer import Trainer
+    from torchvae.training.trainer import Trainer
 
     class EpochTimer(Callback):
         def __init__(self) -> None:
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"gpu": gpu, "torch": torch.__version__, "data": name,
                               "times": times, "neg_elbo": elbo, "max_alloc_mb": mem}  # fmt: skip
     if args.nll_k:
-        from torchvae.importance import log_likelihood
+        from torchvae.objectives.importance import log_likelihood
 
         torch.manual_seed(args.seed)
         model = B.torchvae_mlp().to(device).eval()

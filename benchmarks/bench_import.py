@@ -25,7 +25,7 @@ import _bench as B
 
 HEAVY = ("tensorboardX", "torchvision", "matplotlib", "pythae", "PIL", "tensorboard")
 MUST_NOT = ("tensorboardX", "torchvision", "matplotlib")
-MODULES = ("torchvae", "torchvae.trainer", "torchvae.data", "torchvae.callbacks")
+MODULES = ("torchvae", "torchvae.training", "torchvae.data", "torchvae.callbacks")
 
 _CHILD = """
 import json, sys, time

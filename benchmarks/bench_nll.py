@@ -42,7 +42,7 @@ def _child(args: argparse.Namespace) -> None:
     x = B.load_float(work, train=False)[: args.n]
     state = torch.load(work / "model.pt")
     if args.child == "torchvae":
-        from torchvae.importance import log_likelihood
+        from torchvae.objectives.importance import log_likelihood
 
         model = B.torchvae_mlp()
         model.load_state_dict(state)
@@ -121,7 +121,7 @@ def _pythae_model(state: dict[str, torch.Tensor]) -> Any:
 def _train(work: Path, epochs: int, seed: int) -> None:
     """Train the torchvae model briefly (bare loop, Adam 1e-3, batch 128); save its weights."""
     B.ensure_torchvae_importable()
-    from torchvae.losses import ELBOLoss
+    from torchvae.objectives.losses import ELBOLoss
 
     torch.manual_seed(seed)
     model = B.torchvae_mlp()

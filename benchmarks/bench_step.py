@@ -48,7 +48,7 @@ def _images(data_dir: Path | None, n: int, seed: int) -> tuple[Tensor, str]:
 def trainer_cost(images: Tensor, steps: int, blocks: int) -> dict[str, list[float]]:
     """ms per step of each block: the Trainer and the bare fused-Adam loop, alternating."""
     from torchvae.data import TensorLoader
-    from torchvae.trainer import Trainer
+    from torchvae.training.trainer import Trainer
 
     x = images.reshape(len(images), -1).float().div_(255)
     torch.manual_seed(0)
@@ -111,7 +111,7 @@ def adam_denormal(repeats: int) -> dict[tuple[str, bool], float]:
 
 def bernoulli_kernel(repeats: int) -> dict[str, float]:
     """us for a (128, 784) batch: BCE vs torchvae's kernel, forward and forward+backward."""
-    from torchvae.likelihoods import _bernoulli_nll
+    from torchvae.likelihoods._bernoulli import _bernoulli_nll
 
     torch.manual_seed(0)
     logits0, x = torch.randn(128, 784) * 3, torch.rand(128, 784)

@@ -296,8 +296,8 @@ def case_torchvae(ctx: Ctx, variant: str) -> dict[str, Any]:
     B.ensure_torchvae_importable()
     from torchvae.callbacks import Callback
     from torchvae.data import FashionMNIST, TensorLoader
-    from torchvae.losses import ELBOLoss
-    from torchvae.trainer import Trainer
+    from torchvae.objectives.losses import ELBOLoss
+    from torchvae.training.trainer import Trainer
 
     class EpochTimer(Callback):
         def __init__(self) -> None:

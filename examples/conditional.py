@@ -9,7 +9,7 @@ The Trainer, the losses and ``log_likelihood`` take the (x, y) batches unchanged
 
 Writes to ``--out-dir``: ``digit_<d>.png`` (``--n`` samples of the class asked for),
 ``classes.png`` (one row per class, the same z in each column, so a column shows one
-"style" drawn as every class) and ``cvae.pt`` (the model; ``torchvae.serialization``).
+"style" drawn as every class) and ``cvae.pt`` (the model; ``torchvae.io.serialization``).
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torchvae.callbacks import Callback, ModelCheckpoint
 from torchvae.data import TensorLoader
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.trainer import StepOutput, Trainer
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
+from torchvae.training.trainer import StepOutput, Trainer
 
 D = 12
 

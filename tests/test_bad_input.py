@@ -33,9 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from torchvae.conditional import ConditionalVAE
 from torchvae.data import TensorLoader, mnist_loaders
-from torchvae.decoders import ConvDecoder, Decoder
 from torchvae.diagnostics import (
     LatentReport,
     active_units,
@@ -44,13 +42,15 @@ from torchvae.diagnostics import (
     mutual_information,
     warn_if_collapsed,
 )
-from torchvae.encoders import ConvEncoder, Encoder
 from torchvae.gaussian import gaussian_kl
-from torchvae.importance import bits_per_dim, importance_log_weights, log_likelihood
 from torchvae.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
-from torchvae.losses import ELBOLoss, IWAELoss
-from torchvae.model import VAE, VAEOutput
-from torchvae.trainer import Trainer
+from torchvae.models.conditional import ConditionalVAE
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import ConvEncoder, Encoder
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.importance import bits_per_dim, importance_log_weights, log_likelihood
+from torchvae.objectives.losses import ELBOLoss, IWAELoss
+from torchvae.training.trainer import Trainer
 
 T = TypeVar("T")
 

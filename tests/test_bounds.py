@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from torchvae.gaussian import GaussianParams
-from torchvae.importance import log_likelihood
 from torchvae.likelihoods import Gaussian
-from torchvae.model import VAE
+from torchvae.models.vae import VAE
+from torchvae.objectives.importance import log_likelihood
 from torchvae.posteriors import DiagonalGaussian, FlowPosterior, Posterior
 from torchvae.priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
 

@@ -23,12 +23,12 @@ from torchvae.callbacks import (
     TensorBoardLogger,
     image_grid,
 )
-from torchvae.checkpoint import load_checkpoint
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
+from torchvae.io.checkpoint import load_checkpoint
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
 from torchvae.schedules import Cyclical
-from torchvae.trainer import StepOutput, Trainer
+from torchvae.training.trainer import StepOutput, Trainer
 
 D = 16
 
@@ -302,8 +302,8 @@ def test_samples_come_from_a_fixed_z(tmp_path: Path) -> None:
 
 
 def test_tensorboard_logs_conditional_samples_and_warns_on_collapse(tmp_path: Path) -> None:
-    from torchvae.conditional import ConditionalVAE
     from torchvae.diagnostics import PosteriorCollapseWarning
+    from torchvae.models.conditional import ConditionalVAE
 
     model = ConditionalVAE.mlp(input_dim=16, hidden_dim=8, latent_dim=2, num_classes=3)
     x, y = make_data(48), torch.arange(48) % 3

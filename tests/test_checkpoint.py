@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from torchvae import VAE, Decoder, Encoder, ModelCheckpoint, Trainer
-from torchvae._io import atomic_write, check_writable
-from torchvae.checkpoint import (
+from torchvae.io._atomic import atomic_write, check_writable
+from torchvae.io.checkpoint import (
     CheckpointError,
     find_last_checkpoint,
     get_rng_state,

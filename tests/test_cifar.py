@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchvae import cifar
-from torchvae.cifar import CIFAR10_CLASSES, CIFARFormatError, load_cifar10
-from torchvae.data import ChecksumError, DatasetNotFoundError
+from torchvae.data import ChecksumError, DatasetNotFoundError, cifar
+from torchvae.data.cifar import CIFAR10_CLASSES, CIFARFormatError, load_cifar10
 
 TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST = "test_batch.bin"

@@ -18,12 +18,12 @@ import torch
 from PIL import Image
 
 from test_data import write_dataset
-from torchvae import _idx
-from torchvae.checkpoint import load_checkpoint
 from torchvae.cli import main
-from torchvae.conditional import ConditionalVAE
-from torchvae.model import VAE
-from torchvae.serialization import load_model, model_config
+from torchvae.data import _idx
+from torchvae.io.checkpoint import load_checkpoint
+from torchvae.io.serialization import load_model, model_config
+from torchvae.models.conditional import ConditionalVAE
+from torchvae.models.vae import VAE
 
 # Two-dimensional latents on random images collapse, as they should; the warning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")

@@ -19,8 +19,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torchvae import _idx
 from torchvae.cli import main
+from torchvae.data import _idx
 
 ODD = ["0", "-1", "1.5", "abc", "nan", "inf", "-inf", "1e400", "99999999999999999999", ""]
 

@@ -20,13 +20,14 @@ import torch
 
 from test_cli import TINY, data_dir, isolated, train  # noqa: F401 (fixtures)
 from test_data import write_dataset
-from torchvae import cli
-from torchvae._lock import LOCK_NAME, hold_folder
+from torchvae.cli import _parser as cli_parser
+from torchvae.cli import _train as cli_train
 from torchvae.cli import main
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.serialization import read_metadata, save_model
+from torchvae.io._lock import LOCK_NAME, hold_folder
+from torchvae.io.serialization import read_metadata, save_model
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
 
 pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
 
@@ -102,7 +103,7 @@ def test_the_folder_is_held_until_the_model_is_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out, seen = tmp_path / "run", []
-    save = cli._save_model
+    save = cli_train._save_model
 
     def save_and_probe(model: torch.nn.Module, path: Path, **kwargs: object) -> None:
         fd = os.open(out / LOCK_NAME, os.O_RDWR)
@@ -114,7 +115,7 @@ def test_the_folder_is_held_until_the_model_is_written(
             os.close(fd)
         save(model, path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "_save_model", save_and_probe)
+    monkeypatch.setattr(cli_train, "_save_model", save_and_probe)
     assert train(data_dir, out, "--epochs", "1") == 0
     assert seen == [str(os.getpid())]
     assert not (out / LOCK_NAME).exists()  # released and removed at the end
@@ -150,7 +151,9 @@ def test_eval_and_sample_take_the_run_from_the_model_file(
     assert meta["settings"]["latent_dim"] == 2 and meta["epochs"] == 1
     # config.json beside it is another run's now: it must not be read
     (out / "config.json").write_text(
-        json.dumps({"settings": {**cli.DEFAULTS, "dataset": "mnist"}, "image_shape": [1, 4, 196]})
+        json.dumps(
+            {"settings": {**cli_parser.DEFAULTS, "dataset": "mnist"}, "image_shape": [1, 4, 196]}
+        )
     )
     capsys.readouterr()
     args = ["eval", "--checkpoint", str(out / "model.pt"), "--data-dir", str(fashion), "--k", "2"]

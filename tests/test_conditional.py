@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from torchvae.conditional import ConditionalVAE, EmbeddingKind
-from torchvae.decoders import ConvDecoder, Decoder
-from torchvae.encoders import ConvEncoder, Encoder
-from torchvae.importance import log_likelihood
-from torchvae.losses import ELBOLoss, IWAELoss
-from torchvae.model import VAEOutput
+from torchvae.models.conditional import ConditionalVAE, EmbeddingKind
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import ConvEncoder, Encoder
+from torchvae.models.vae import VAEOutput
+from torchvae.objectives.importance import log_likelihood
+from torchvae.objectives.losses import ELBOLoss, IWAELoss
 from torchvae.posteriors import FlowPosterior
 from torchvae.priors import FlowPrior, MixturePrior, StandardNormal, VampPrior
 

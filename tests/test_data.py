@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchvae import _idx
 from torchvae.data import (
     MNIST,
     ChecksumError,
@@ -22,6 +21,7 @@ from torchvae.data import (
     FashionMNIST,
     IDXFormatError,
     TensorLoader,
+    _idx,
     load_dataset,
     mnist_loaders,
     read_idx,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from torchvae.data import TensorLoader
-from torchvae.dequantization import dequantization_correction, dequantize
+from torchvae.data.dequantization import dequantization_correction, dequantize
 
 
 @given(

@@ -11,8 +11,6 @@ from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 from torch.utils.data import DataLoader, TensorDataset
 
-from torchvae.conditional import ConditionalVAE
-from torchvae.decoders import Decoder
 from torchvae.diagnostics import (
     ActiveUnits,
     LatentReport,
@@ -23,9 +21,11 @@ from torchvae.diagnostics import (
     mutual_information,
     warn_if_collapsed,
 )
-from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams, gaussian_kl
-from torchvae.model import VAE
+from torchvae.models.conditional import ConditionalVAE
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
 
 
 class IgnoringEncoder(nn.Module):

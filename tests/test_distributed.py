@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from torchvae._batches import TensorBatches
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.trainer import Trainer
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
+from torchvae.training._batches import TensorBatches
+from torchvae.training.trainer import Trainer
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
 N = 99  # odd: the trainer pads each rank to 50 examples

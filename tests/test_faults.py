@@ -19,15 +19,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import torchvae.checkpoint as checkpoint_module
-from torchvae._io import atomic_write
+import torchvae.io.checkpoint as checkpoint_module
 from torchvae._validation import set_validation
 from torchvae.callbacks import Callback, ModelCheckpoint, TensorBoardLogger
-from torchvae.checkpoint import load_checkpoint, save_checkpoint
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.trainer import NonFiniteLossError, Trainer
+from torchvae.io._atomic import atomic_write
+from torchvae.io.checkpoint import load_checkpoint, save_checkpoint
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
+from torchvae.training.trainer import NonFiniteLossError, Trainer
 
 SCRIPT = Path(__file__).with_name("_train_script.py")
 D = 16

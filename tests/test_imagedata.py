@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from torchvae import imagedata
 from torchvae.data import TensorLoader
-from torchvae.imagedata import ImageSplit, load_image_data, split_indices
-from torchvae.streaming import StreamLoader
+from torchvae.data import images as imagedata
+from torchvae.data.images import ImageSplit, load_image_data, split_indices
+from torchvae.data.streaming import StreamLoader
 
 
 def write_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (8, 8)) -> Path:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from torchvae.imagefolder import ImageFiles, ImageFolderDataset, read_image, scan_image_folder
+from torchvae.data.imagefolder import ImageFiles, ImageFolderDataset, read_image, scan_image_folder
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from torchvae.gaussian import GaussianParams
-from torchvae.importance import bits_per_dim, importance_log_weights, log_likelihood
 from torchvae.likelihoods import Bernoulli, Gaussian
-from torchvae.losses import ELBOLoss, IWAELoss
-from torchvae.model import VAE, VAEOutput
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.importance import bits_per_dim, importance_log_weights, log_likelihood
+from torchvae.objectives.losses import ELBOLoss, IWAELoss
 
 D, d, S = 4, 2, 0.5
 F64 = torch.float64
@@ -215,8 +215,8 @@ def test_log_likelihood_is_reproducible_with_a_generator(problem: tuple[Tensor, 
 
 
 def test_log_likelihood_k5000_with_a_small_chunk_and_many_rows() -> None:
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
 
     model = VAE(Encoder(6, 4, 2), Decoder(2, 4, 6))
     x = torch.rand(10, 6)
@@ -227,8 +227,8 @@ def test_log_likelihood_k5000_with_a_small_chunk_and_many_rows() -> None:
 
 
 def test_log_likelihood_slices_model_kwargs_with_the_rows() -> None:
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
 
     calls: list[tuple[int, int, int]] = []
 
@@ -276,8 +276,8 @@ def test_bits_per_dim() -> None:
 
 @pytest.fixture
 def tiny() -> VAE:
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
 
     return VAE(Encoder(6, 4, 2), Decoder(2, 4, 6))
 
@@ -309,8 +309,8 @@ def test_bad_log_likelihood_arguments(tiny: VAE) -> None:
 
 def test_log_likelihood_encodes_each_example_once_when_k_fits_a_chunk() -> None:
     """All k samples of an example are decoded together, so the encoder runs once for it."""
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
 
     model = VAE(Encoder(6, 4, 2), Decoder(2, 4, 6))
     encoded: list[int] = []

@@ -206,7 +206,11 @@ def test_cpu_bernoulli_kernel_matches_bce_and_its_gradients() -> None:
     """The CPU fast path (log(1 + e^-|l|), vectorized) against torch's BCE with logits."""
     import torch.nn.functional as F
 
-    from torchvae.likelihoods import _FAST_BERNOULLI_MIN_NUMEL, _bernoulli_nll, _BernoulliNLL
+    from torchvae.likelihoods._bernoulli import (
+        _FAST_BERNOULLI_MIN_NUMEL,
+        _bernoulli_nll,
+        _BernoulliNLL,
+    )
 
     torch.manual_seed(0)
     logits = (torch.randn(3, 4, 5, dtype=torch.float64) * 8).requires_grad_()

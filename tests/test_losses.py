@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchvae.decoders import ConvDecoder, Decoder
-from torchvae.encoders import ConvEncoder, Encoder
 from torchvae.gaussian import gaussian_kl
 from torchvae.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
-from torchvae.losses import ELBOLoss, IWAELoss, LossOutput
-from torchvae.model import VAE, VAEOutput
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import ConvEncoder, Encoder
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.losses import ELBOLoss, IWAELoss, LossOutput
 
 
 def small_vae() -> VAE:
@@ -136,7 +136,7 @@ def test_iwae_is_never_looser_than_the_elbo_on_the_same_samples() -> None:
     out = model(x, n_samples=8)
     iwae = IWAELoss(k=8)(out, x)
     # log-mean-exp >= mean (Jensen), per example and hence on average.
-    from torchvae.importance import importance_log_weights
+    from torchvae.objectives.importance import importance_log_weights
 
     log_w, _ = importance_log_weights(out, x, Bernoulli())
     assert iwae.total.item() <= -log_w.mean().item() + 1e-12

@@ -8,12 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from torchvae.decoders import ConvDecoder, Decoder
-from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams
 from torchvae.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
-from torchvae.losses import ELBOLoss
-from torchvae.model import VAE, VAEOutput
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.losses import ELBOLoss
 
 
 def small_vae(features: int = 12, latent: int = 2) -> VAE:
@@ -273,7 +273,7 @@ def test_encoder_returning_the_wrong_shape_is_named() -> None:
 
 def test_samples_and_reconstructions_of_unbounded_data_are_the_gaussian_mean() -> None:
     """Data around 5.0 with an identity-link Gaussian: samples around 5.0, not a sigmoid."""
-    from torchvae.trainer import Trainer
+    from torchvae.training.trainer import Trainer
 
     torch.manual_seed(0)
     x = 5.0 + 0.1 * torch.randn(256, 6)

@@ -1,6 +1,6 @@
 """Encoders and decoders: one contract, checked for every encoder/decoder pair.
 
-The contract (what :class:`torchvae.model.VAE` relies on): an encoder maps ``(batch, ...)``
+The contract (what :class:`torchvae.models.vae.VAE` relies on): an encoder maps ``(batch, ...)``
 to ``(mean, log_var)``, each ``(batch, latent_dim)``; a decoder's ``logits(z)`` has the
 data's features and ``decoder(z)`` lies in [0, 1]. Plugged into a VAE, the pair must give
 the input's shape back, pass gradients to every parameter, be deterministic in eval mode,
@@ -18,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from torchvae.decoders import ConvDecoder, Decoder
-from torchvae.encoders import ConvEncoder, Encoder
 from torchvae.gaussian import GaussianParams
-from torchvae.losses import ELBOLoss, IWAELoss
-from torchvae.model import VAE
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import ConvEncoder, Encoder
+from torchvae.models.vae import VAE
+from torchvae.objectives.losses import ELBOLoss, IWAELoss
 
 LATENT = 3
 SHAPE = (1, 8, 8)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams
-from torchvae.model import VAE
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
 from torchvae.posteriors import DiagonalGaussian, FlowPosterior, Posterior
 
 zuko = pytest.importorskip("zuko")

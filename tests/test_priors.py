@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams, gaussian_kl
-from torchvae.model import VAE
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
 from torchvae.posteriors import DiagonalGaussian
 from torchvae.priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from torchvae.data import mnist_loaders
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.trainer import Trainer
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
+from torchvae.training.trainer import Trainer
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from torchvae.callbacks import ModelCheckpoint
-from torchvae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.model import VAE
-from torchvae.trainer import ResumeWarning, Trainer
+from torchvae.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE
+from torchvae.training.trainer import ResumeWarning, Trainer
 
 D = 12
 Optimizer = Callable[[list[nn.Parameter]], torch.optim.Optimizer]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import pickle
 import signal
@@ -18,15 +19,9 @@ import pytest
 import torch
 from torch import nn
 
-from torchvae import serialization
-from torchvae.conditional import ConditionalVAE
-from torchvae.decoders import ConvDecoder, Decoder
-from torchvae.encoders import ConvEncoder, Encoder
-from torchvae.likelihoods import ContinuousBernoulli, Gaussian
-from torchvae.model import VAE
-from torchvae.posteriors import FlowPosterior
-from torchvae.priors import FlowPrior, MixturePrior, VampPrior
-from torchvae.serialization import (
+from torchvae.io import _format
+from torchvae.io import registry as registry_module
+from torchvae.io.serialization import (
     FORMAT_VERSION,
     SerializationError,
     load_model,
@@ -38,6 +33,13 @@ from torchvae.serialization import (
     save_model,
     save_weights,
 )
+from torchvae.likelihoods import ContinuousBernoulli, Gaussian
+from torchvae.models.conditional import ConditionalVAE
+from torchvae.models.decoders import ConvDecoder, Decoder
+from torchvae.models.encoders import ConvEncoder, Encoder
+from torchvae.models.vae import VAE
+from torchvae.posteriors import FlowPosterior
+from torchvae.priors import FlowPrior, MixturePrior, VampPrior
 
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "mlp": lambda: VAE(Encoder(12, 8, 3), Decoder(3, 8, 12)),
@@ -372,7 +374,7 @@ def _rewrite(path: Path, change: Callable[[dict[str, Any]], None], rehash: bool 
     payload = torch.load(path, weights_only=True)
     change(payload)
     if rehash:
-        payload["sha256"] = serialization._checksum(payload["config"], payload["state_dict"])
+        payload["sha256"] = _format._checksum(payload["config"], payload["state_dict"])
     torch.save(payload, path)
 
 
@@ -406,7 +408,7 @@ def test_config_of_unknown_type_is_refused(saved: Path) -> None:
 def test_config_that_does_not_fit_the_tensors_is_refused(saved: Path) -> None:
     config = model_config(ARCHITECTURES["conv"]())
     config["encoder"]["latent_dim"] = config["decoder"]["latent_dim"] = 6
-    _rewrite(saved, lambda p: p.update(config=serialization.json.dumps(config)))
+    _rewrite(saved, lambda p: p.update(config=json.dumps(config)))
     with pytest.raises(SerializationError, match=r"model\.pt is inconsistent: .*latent_dim=6"):
         load_model(saved)
 
@@ -414,7 +416,7 @@ def test_config_that_does_not_fit_the_tensors_is_refused(saved: Path) -> None:
 def test_config_with_bad_values_is_refused(saved: Path) -> None:
     config = model_config(ARCHITECTURES["conv"]())
     config["encoder"]["channels"] = [3, -5]
-    _rewrite(saved, lambda p: p.update(config=serialization.json.dumps(config)))
+    _rewrite(saved, lambda p: p.update(config=json.dumps(config)))
     with pytest.raises(SerializationError, match=r"config\.encoder \(ConvEncoder\).*channels"):
         load_model(saved)
 
@@ -461,7 +463,7 @@ def test_files_without_metadata_are_version_1_and_read_as_empty(tmp_path: Path) 
         ({"x": float("nan")}, TypeError, "JSON values"),
         ({1: "a"}, TypeError, "str keys"),
         (["dataset"], TypeError, "dict"),
-        ({"deep": serialization.json.loads("[" * 40 + "]" * 40)}, ValueError, "deep"),
+        ({"deep": json.loads("[" * 40 + "]" * 40)}, ValueError, "deep"),
     ],
 )
 def test_bad_metadata_is_refused_before_writing(
@@ -481,7 +483,7 @@ def _forge(path: Path, config: str | None = None, metadata: str | None = None) -
         payload["config"] = config
     if metadata is not None:
         payload["metadata"], payload["format_version"] = metadata, 2
-    payload["sha256"] = serialization._checksum(
+    payload["sha256"] = _format._checksum(
         payload["config"], payload["state_dict"], payload.get("metadata")
     )
     torch.save(payload, path)
@@ -507,7 +509,7 @@ def test_a_forged_hidden_size_fails_before_any_allocation(tmp_path: Path, size: 
     save_model(ARCHITECTURES["mlp"](), path)
     config = model_config(ARCHITECTURES["mlp"]())
     config["encoder"]["hidden_dims"] = [size, size]
-    _forge(path, config=serialization.json.dumps(config))
+    _forge(path, config=json.dumps(config))
     with pytest.raises(SerializationError, match=rf"hidden_dims\[\d\] = {size} is larger than"):
         load_model(path)
 
@@ -529,12 +531,12 @@ def test_a_forged_image_shape_is_checked_on_the_meta_device_first(
     # each size small, their product not; encoder and decoder forged alike, so that the
     # model's own size check passes and only the tensors can tell
     config["encoder"]["input_shape"] = config["decoder"]["output_shape"] = [1, 128, 128]
-    _forge(saved, config=serialization.json.dumps(config))
+    _forge(saved, config=json.dumps(config))
     with pytest.raises(SerializationError, match=r"model\.pt is inconsistent"):
         load_model(saved)
     assert max(built, default=0) <= largest, "a layer larger than the file's tensors was built"
     config["decoder"]["output_shape"] = [1, 8, 8]  # now the sizes disagree: refused when built
-    _forge(saved, config=serialization.json.dumps(config))
+    _forge(saved, config=json.dumps(config))
     with pytest.raises(SerializationError, match=r"decoder gives 64 features per example"):
         load_model(saved)
     assert max(built, default=0) <= largest, "a layer larger than the file's tensors was built"
@@ -633,10 +635,10 @@ def test_failed_write_leaves_previous_file_intact(
 _SLOW_WRITER = textwrap.dedent(
     """
     import io, sys, time, torch
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
-    from torchvae.model import VAE
-    from torchvae.serialization import save_model
+    from torchvae.models.decoders import Decoder
+    from torchvae.models.encoders import Encoder
+    from torchvae.models.vae import VAE
+    from torchvae.io.serialization import save_model
 
     real_save = torch.save
 
@@ -697,8 +699,8 @@ class _Scale(nn.Module):
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serialization, "_BY_NAME", dict(serialization._BY_NAME))
-    monkeypatch.setattr(serialization, "_BY_TYPE", dict(serialization._BY_TYPE))
+    monkeypatch.setattr(registry_module, "_BY_NAME", dict(registry_module._BY_NAME))
+    monkeypatch.setattr(registry_module, "_BY_TYPE", dict(registry_module._BY_TYPE))
 
 
 @pytest.mark.usefixtures("registry")

@@ -9,9 +9,9 @@ from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
 from torchvae import VAE, Decoder, Encoder, Trainer
-from torchvae._distributed import shard_loader
 from torchvae.data import TensorLoader
-from torchvae.streaming import DatasetImages, StreamLoader, materialize
+from torchvae.data.streaming import DatasetImages, StreamLoader, materialize
+from torchvae.training._batches import shard_loader
 
 
 def images_and_labels(n: int = 23, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

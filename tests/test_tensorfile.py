@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torchvae.tensorfile import read_tensor_file
+from torchvae.data.tensorfile import read_tensor_file
 
 
 def nchw(n: int = 6, c: int = 3, h: int = 5, w: int = 4, seed: int = 0) -> torch.Tensor:

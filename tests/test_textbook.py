@@ -14,10 +14,10 @@ import torch.optim as optim
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
-from torchvae.losses import ELBOLoss
-from torchvae.model import VAE, VAEOutput
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.losses import ELBOLoss
 
 device = torch.device("cpu")
 x_dim, hidden_dim, latent_dim = 784, 400, 200

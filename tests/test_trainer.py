@@ -15,16 +15,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from torchvae._validation import set_validation
 from torchvae.callbacks import BetaSchedule, Callback, ModelCheckpoint
-from torchvae.checkpoint import CheckpointError, load_checkpoint
-from torchvae.decoders import Decoder
-from torchvae.encoders import Encoder
+from torchvae.io.checkpoint import CheckpointError, load_checkpoint
 from torchvae.likelihoods import Bernoulli, Gaussian, Likelihood
-from torchvae.losses import ELBOLoss, IWAELoss
-from torchvae.model import VAE, VAEOutput
+from torchvae.models.decoders import Decoder
+from torchvae.models.encoders import Encoder
+from torchvae.models.vae import VAE, VAEOutput
+from torchvae.objectives.losses import ELBOLoss, IWAELoss
 from torchvae.posteriors import FlowPosterior
 from torchvae.priors import FlowPrior, MixturePrior, VampPrior
 from torchvae.schedules import Linear
-from torchvae.trainer import NonFiniteLossError, StepOutput, Trainer
+from torchvae.training.trainer import NonFiniteLossError, StepOutput, Trainer
 
 D = 16
 
@@ -534,3 +534,58 @@ def test_labels_out_of_range_in_fit_name_the_batch() -> None:
         trainer.fit(DataLoader(data, batch_size=16), epochs=1)
     with pytest.raises(ValueError, match="the model is conditional"):
         trainer.fit(make_data(48), epochs=1)
+
+
+class _WithCritic(nn.Module):
+    """An ELBO plus a critic on z trained by its own optimizer, as a FactorVAE's would be."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elbo = ELBOLoss()
+        self.critic = nn.Linear(2, 1)
+
+    def aux_parameters(self) -> dict[str, list[nn.Parameter]]:
+        return {"critic": list(self.critic.parameters())}
+
+    def forward(self, out: VAEOutput, x: Tensor) -> Any:
+        base = self.elbo(out, x)
+        score = self.critic(out.z).mean()  # a term of the main loss that uses the critic
+        critic_loss = (self.critic(out.z.detach()) - 1.0).square().mean()  # detached inputs
+        total = base.total + 0.1 * score
+        return base._replace(total=total, terms={"score": score}, aux={"critic": critic_loss})
+
+
+def test_an_objective_with_an_auxiliary_group_gets_its_own_optimizer(tmp_path: Path) -> None:
+    loss = _WithCritic()
+    trainer = Trainer(make_model(), loss, device="cpu", seed=0, batch_size=32)
+    main = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert not main & {id(p) for p in loss.critic.parameters()}
+    assert set(trainer.aux_optimizers) == {"critic"}
+    before = loss.critic.bias.detach().clone()
+    trainer.fit(make_data(64), epochs=2)
+    # the critic learns its own target (1.0), not the main loss's pull on it
+    assert float(loss.critic.bias) != float(before)
+    assert "score" in trainer.metrics and math.isfinite(trainer.metrics["score"])
+    assert "score" in trainer.evaluate(make_data(32))
+
+    def run(folder: Path, epochs: int, resume: str | None = None) -> Trainer:
+        t = Trainer(
+            make_model(),
+            _WithCritic(),
+            callbacks=[ModelCheckpoint(folder)],
+            device="cpu",
+            seed=0,
+            batch_size=32,
+        )
+        t.fit(make_data(64), epochs=epochs, resume=resume)
+        return t
+
+    full, _ = run(tmp_path / "full", 3), run(tmp_path / "part", 2)
+    resumed = run(tmp_path / "part", 3, resume="last")
+    assert params_equal(full.model, resumed.model) and params_equal(full.loss, resumed.loss)
+    with pytest.raises(ValueError, match="optimizers names 'other'"):
+        Trainer(make_model(), _WithCritic(), device="cpu", optimizers={"other": trainer.optimizer})
+    shared = _WithCritic()
+    everything = torch.optim.Adam([*make_model().parameters(), *shared.parameters()])
+    with pytest.raises(ValueError, match="holds parameters of the loss's auxiliary groups"):
+        Trainer(make_model(), shared, everything, device="cpu")

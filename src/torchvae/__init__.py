@@ -20,22 +20,35 @@ from .callbacks import (
     ProgressBar,
     TensorBoardLogger,
 )
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .cifar import CIFARFormatError, load_cifar10
-from .conditional import ConditionalVAE
 from .data import (
     MNIST,
     ChecksumError,
+    CIFARFormatError,
+    DatasetImages,
     DatasetNotFoundError,
+    DSprites,
+    FactorDataset,
     FashionMNIST,
     IDXFormatError,
+    ImageFolderDataset,
+    ImageSplit,
+    Shapes3D,
+    Sprites,
+    StreamLoader,
+    TensorFactorDataset,
     TensorLoader,
+    dequantization_correction,
+    dequantize,
+    load_cifar10,
     load_dataset,
+    load_factor_dataset,
+    load_image_data,
+    load_sprites,
     mnist_loaders,
     read_idx,
+    read_tensor_file,
+    split_indices,
 )
-from .decoders import ConvDecoder, Decoder
-from .dequantization import dequantization_correction, dequantize
 from .diagnostics import (
     ActiveUnits,
     LatentReport,
@@ -46,30 +59,31 @@ from .diagnostics import (
     mutual_information,
     warn_if_collapsed,
 )
-from .encoders import ConvEncoder, Encoder
-from .factor_files import DSprites, Shapes3D, load_factor_dataset
-from .factors import FactorDataset, TensorFactorDataset
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
-from .imagedata import ImageSplit, load_image_data, split_indices
-from .imagefolder import ImageFolderDataset
-from .importance import bits_per_dim, importance_log_weights, log_likelihood
-from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
-from .losses import ELBOLoss, IWAELoss, LossOutput
-from .model import VAE, VAEOutput
-from .serialization import (
+from .io import (
+    CheckpointError,
     SerializationError,
+    load_checkpoint,
     load_model,
     load_weights,
     model_config,
     model_from_config,
     register_serializable,
+    save_checkpoint,
     save_model,
     save_weights,
 )
-from .sprites import Sprites, load_sprites
-from .streaming import DatasetImages, StreamLoader
-from .tensorfile import read_tensor_file
-from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
+from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
+from .models import VAE, ConditionalVAE, ConvDecoder, ConvEncoder, Decoder, Encoder, VAEOutput
+from .objectives import (
+    ELBOLoss,
+    IWAELoss,
+    LossOutput,
+    bits_per_dim,
+    importance_log_weights,
+    log_likelihood,
+)
+from .training import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
 
 __version__ = "0.1.0"
 

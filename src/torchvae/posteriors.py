@@ -30,6 +30,7 @@ from torch.distributions import Distribution, Independent, Normal
 from ._flows import FlowKind, build_flow, require_zuko
 from ._validation import check_generator, check_positive_int, check_positive_ints
 from .gaussian import GaussianParams
+from .io.registry import register_by_arguments
 
 __all__ = ["DiagonalGaussian", "FlowPosterior", "Posterior"]
 
@@ -246,3 +247,7 @@ class FlowPosterior(Posterior):
         """The flow applied to the base mean, :math:`f_c(\\mu)` (the mean has no closed form)."""
         out: Tensor = self._transform(params)(params.mean)
         return out
+
+
+register_by_arguments(DiagonalGaussian)
+register_by_arguments(FlowPosterior)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_positive_int
-from ..factors import FactorDataset
+from ..data.factors import FactorDataset
 
 __all__ = [
     "Representation",

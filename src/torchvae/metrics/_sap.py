@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_positive_int, check_real
-from ..factors import FactorDataset
+from ..data.factors import FactorDataset
 from ._codes import Representation, check_dataset, make_generator, resolve_device, sample_codes
 from ._solvers import linear_svm_1d
 

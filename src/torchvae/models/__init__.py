@@ -1,0 +1,20 @@
+"""The networks and the models: the VAE, its conditional form, encoders and decoders."""
+
+from __future__ import annotations
+
+from .conditional import ConditionalVAE, EmbeddingKind
+from .decoders import ConvDecoder, Decoder
+from .encoders import ConvEncoder, Encoder
+from .output import VAEOutput
+from .vae import VAE
+
+__all__ = [
+    "VAE",
+    "ConditionalVAE",
+    "ConvDecoder",
+    "ConvEncoder",
+    "Decoder",
+    "EmbeddingKind",
+    "Encoder",
+    "VAEOutput",
+]
