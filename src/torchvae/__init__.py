@@ -12,6 +12,7 @@ Example:
 
 from . import metrics, posteriors, priors, schedules
 from ._validation import set_validation
+from ._version import __version__
 from .callbacks import (
     BetaSchedule,
     Callback,
@@ -84,8 +85,6 @@ from .objectives import (
     log_likelihood,
 )
 from .training import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MNIST",

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._version import __version__
 from ._atomic import atomic_write, check_file
 from .registry import Config, compare_state, describe_config, from_config
 
@@ -129,15 +130,13 @@ def write_file(
     state: Mapping[str, Tensor],
     metadata: Mapping[str, Any] | None,
 ) -> None:
-    import torchvae
-
     text = None if config is None else json.dumps(config)
     extra = None if metadata is None else metadata_text(metadata)
     tensors = {k: v.detach() for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "format_version": 1 if extra is None else 2,
-        "torchvae_version": torchvae.__version__,
+        "torchvae_version": __version__,
         "config": text,
         "state_dict": tensors,
         "sha256": _checksum(text, tensors, extra),
@@ -223,12 +222,10 @@ def read_file(path: Path, map_location: MapLocation, allow_bare: bool) -> Conten
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise SerializationError(f"{path} is corrupted: format_version is {version!r}")
     if version > FORMAT_VERSION:
-        import torchvae
-
         raise SerializationError(
             f"{path} has format version {version}, written by a newer torchvae "
             f"({obj.get('torchvae_version', 'unknown version')}); this torchvae "
-            f"({torchvae.__version__}) reads versions up to {FORMAT_VERSION}: upgrade torchvae"
+            f"({__version__}) reads versions up to {FORMAT_VERSION}: upgrade torchvae"
         )
     text, state, stored = obj.get("config"), obj.get("state_dict"), obj.get("sha256")
     extra = obj.get("metadata")
