@@ -329,7 +329,8 @@ def spread(values: list[float], spec: str) -> str:
     """``median (min-max)``, or the single value."""
     if len(values) == 1:
         return format(values[0], spec)
-    return f"{format(B.median(values), spec)} ({format(min(values), spec)}-{format(max(values), spec)})"
+    low, high = format(min(values), spec), format(max(values), spec)
+    return f"{format(B.median(values), spec)} ({low}-{high})"
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -405,15 +406,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=None, help="importance samples (1000; quick 20)")
     p.add_argument("--cases", default=None, help="comma-separated cases (default: all)")
     p.add_argument("--skip-pythae", action="store_true", help="run no pythae case")
-    p.add_argument("--pythae-python", default=None,
-                   help="interpreter with pythae (default: this one, or .venv-bench/bin/python)")
+    p.add_argument(
+        "--pythae-python",
+        default=None,
+        help="interpreter with pythae (default: this one, or .venv-bench/bin/python)",
+    )
     p.add_argument("--pythae-nll-batch", type=int, default=0,
                    help="get_nll's batch_size (0: k, one batch per image)")  # fmt: skip
     p.add_argument("--old-ref", default=OLD_REF,
                    help=f"commit whose default model the checkout's is timed against ({OLD_REF}, "
                    "the one before the core rewrite); '' to skip")  # fmt: skip
-    p.add_argument("--default-pairs", type=int, default=None,
-                   help="alternating pairs of runs, now and at --old-ref (4; quick 1)")
+    p.add_argument(
+        "--default-pairs",
+        type=int,
+        default=None,
+        help="alternating pairs of runs, now and at --old-ref (4; quick 1)",
+    )
     p.add_argument("--default-epochs", type=int, default=None,
                    help="epochs of those runs (--epochs)")  # fmt: skip
     p.add_argument("--data-dir", type=Path, default=None,
