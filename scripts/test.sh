@@ -16,6 +16,7 @@ set -x
 .venv/bin/python benchmarks/bench_import.py --quick
 .venv/bin/python benchmarks/bench_train.py --quick
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_priors.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
 .venv/bin/python benchmarks/bench_data.py --quick
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
