@@ -95,9 +95,7 @@ class Ctx:
 
 
 def _torchvae_model(case: str) -> nn.Module:
-    from torchvae.decoders import Decoder
-    from torchvae.encoders import Encoder
-    from torchvae.model import VAE
+    from torchvae import VAE, Decoder, Encoder
 
     parts: dict[str, Any] = {}
     if case == "mixture":
@@ -128,10 +126,7 @@ def _torchvae_model(case: str) -> nn.Module:
 
 def case_torchvae(ctx: Ctx, case: str) -> dict[str, Any]:
     import torchvae
-    from torchvae.callbacks import Callback
-    from torchvae.data import FashionMNIST, TensorLoader
-    from torchvae.losses import ELBOLoss
-    from torchvae.trainer import Trainer
+    from torchvae import Callback, ELBOLoss, FashionMNIST, TensorLoader, Trainer
 
     class EpochTimer(Callback):
         def __init__(self) -> None:
@@ -155,7 +150,7 @@ def case_torchvae(ctx: Ctx, case: str) -> dict[str, Any]:
     trainer.fit(loader, epochs=ctx.epochs)
     result: dict[str, Any] = {"epoch_s": timer.times, "torchvae": str(torchvae.__file__)}
     if ctx.k:
-        from torchvae.importance import log_likelihood
+        from torchvae import log_likelihood
 
         model.eval()
         x_test = B.load_float(ctx.work, train=False)
