@@ -115,7 +115,7 @@ def test_gradients_reach_every_input() -> None:
 
 def test_bad_input_is_named() -> None:
     z, mean, log_var = _params(4, 2)
-    with pytest.raises(ValueError, match="dataset_size .* at least the batch size"):
+    with pytest.raises(ValueError, match=r"dataset_size .* at least the batch size"):
         aggregate_log_densities(z, mean, log_var, 3)
     with pytest.raises(ValueError, match="estimator must be 'mws' or 'mss'"):
         aggregate_log_densities(z, mean, log_var, 10, "iwae")  # type: ignore[arg-type]

@@ -116,7 +116,7 @@ def test_beta_can_be_scheduled() -> None:
 def test_other_priors_and_posteriors_are_refused() -> None:
     x = torch.rand(8, D)
     model = VAE(Encoder(D, 8, 3), Decoder(3, 8, D), prior=MixturePrior(3))
-    with pytest.raises(ValueError, match="diagonal Gaussian posterior .* standard normal prior"):
+    with pytest.raises(ValueError, match=r"diagonal Gaussian posterior .* standard normal prior"):
         BetaTCVAELoss(dataset_size=100)(model(x), x)
     if importlib.util.find_spec("zuko") is not None:
         from torchvae.posteriors import FlowPosterior
@@ -132,7 +132,7 @@ def test_other_priors_and_posteriors_are_refused() -> None:
 def test_bad_arguments() -> None:
     model = VAE(Encoder(D, 8, 3), Decoder(3, 8, D))
     x = torch.rand(8, D)
-    with pytest.raises(ValueError, match="dataset_size .* at least the batch size"):
+    with pytest.raises(ValueError, match=r"dataset_size .* at least the batch size"):
         BetaTCVAELoss(dataset_size=4)(model(x), x)
     with pytest.raises(ValueError, match="at least 2 examples per batch"):
         BetaTCVAELoss(dataset_size=100)(model(x[:1]), x[:1])
