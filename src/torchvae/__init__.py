@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import metrics, posteriors, priors, schedules
+from . import aggregate, metrics, posteriors, priors, schedules
 from ._validation import set_validation
 from .callbacks import (
     BetaSchedule,
@@ -20,6 +20,7 @@ from .callbacks import (
     ProgressBar,
     TensorBoardLogger,
 )
+from .capacity import CapacityLoss
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cifar import CIFARFormatError, load_cifar10
 from .conditional import ConditionalVAE
@@ -46,15 +47,18 @@ from .diagnostics import (
     mutual_information,
     warn_if_collapsed,
 )
+from .dipvae import DIPVAELoss
 from .encoders import ConvEncoder, Encoder
 from .factor_files import DSprites, Shapes3D, load_factor_dataset
 from .factors import FactorDataset, TensorFactorDataset
+from .factorvae import FactorVAELoss
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
 from .imagedata import ImageSplit, load_image_data, split_indices
 from .imagefolder import ImageFolderDataset
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
+from .mmd import InfoVAELoss, WAELoss
 from .model import VAE, VAEOutput
 from .serialization import (
     SerializationError,
@@ -68,6 +72,7 @@ from .serialization import (
 )
 from .sprites import Sprites, load_sprites
 from .streaming import DatasetImages, StreamLoader
+from .tcvae import BetaTCVAELoss
 from .tensorfile import read_tensor_file
 from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
 
@@ -79,14 +84,17 @@ __all__ = [
     "ActiveUnits",
     "Bernoulli",
     "BetaSchedule",
+    "BetaTCVAELoss",
     "CIFARFormatError",
     "Callback",
+    "CapacityLoss",
     "CheckpointError",
     "ChecksumError",
     "ConditionalVAE",
     "ContinuousBernoulli",
     "ConvDecoder",
     "ConvEncoder",
+    "DIPVAELoss",
     "DSprites",
     "DatasetImages",
     "DatasetNotFoundError",
@@ -95,6 +103,7 @@ __all__ = [
     "EarlyStopping",
     "Encoder",
     "FactorDataset",
+    "FactorVAELoss",
     "FashionMNIST",
     "Gaussian",
     "GaussianParams",
@@ -102,6 +111,7 @@ __all__ = [
     "IWAELoss",
     "ImageFolderDataset",
     "ImageSplit",
+    "InfoVAELoss",
     "LatentReport",
     "Likelihood",
     "LossOutput",
@@ -120,8 +130,10 @@ __all__ = [
     "TensorLoader",
     "Trainer",
     "VAEOutput",
+    "WAELoss",
     "__version__",
     "active_units",
+    "aggregate",
     "bits_per_dim",
     "dequantization_correction",
     "dequantize",

@@ -13,9 +13,13 @@ need :math:`\log q(z_i)` at each sample :math:`z_i \sim q(z \mid x_i)` of a batc
 
 for the joint and for each latent dimension :math:`k`, with the weights
 
-- **minibatch-weighted sampling** (``"mws"``): :math:`w_{ij} = 1/(NB)` for every pair.
-  It is biased (it under-estimates :math:`q(z_i)` by up to a factor :math:`B` when
-  :math:`z_i` is close to its own example only) but simple and the paper's main choice;
+- **minibatch-weighted sampling** (``"mws"``): :math:`w_{ij} = 1/(NB)` for every pair,
+  as the paper writes it. The row sums to :math:`1/N`, not 1: next to the plain batch
+  average :math:`\frac1B\sum_j q(z_i \mid x_j)` every log-estimate is lower by the
+  constant :math:`\log N`, which moves no gradient but shifts the values (with
+  :math:`d` latent dimensions, the MI reads :math:`\log N` higher, the total correlation
+  :math:`(d - 1)\log N` higher and the dimension-wise KL :math:`d \log N` lower than with
+  that average). Use it for training, not for reading the values;
 - **minibatch-stratified sampling** (``"mss"``): with :math:`M = B - 1` other examples,
   :math:`w_{ii} = 1/N` for the example's own density, :math:`w_{ij} = (N - M)/(NM)` for
   one other example (here :math:`j = i + 1 \bmod B`) and :math:`w_{ij} = 1/M` for the
@@ -42,6 +46,7 @@ __all__ = [
 ]
 
 Estimator = Literal["mws", "mss"]
+"""The estimators of :math:`q(z)`: minibatch-weighted or minibatch-stratified sampling."""
 _LOG_2PI = math.log(2.0 * math.pi)
 
 

@@ -33,6 +33,7 @@ from .model import VAEOutput
 __all__ = ["DIPKind", "DIPVAELoss", "dip_covariance"]
 
 DIPKind = Literal["i", "ii"]
+"""DIP-VAE-I (``"i"``, the covariance of the means) or II (``"ii"``, of the codes)."""
 
 
 def dip_covariance(mean: Tensor, log_var: Tensor, kind: DIPKind = "i") -> Tensor:

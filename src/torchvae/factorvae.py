@@ -119,8 +119,8 @@ class FactorVAELoss(nn.Module):
 
     Args:
         latent_dim: the size of :math:`z`.
-        gamma: :math:`\gamma`, the weight of the total correlation (the paper: 10 to 100;
-            40 on dSprites).
+        gamma: :math:`\gamma`, the weight of the total correlation (the paper tries 10 to
+            100).
         hidden_features: the discriminator's hidden layers (ignored with ``discriminator``).
         discriminator: a module from ``(batch, latent_dim)`` to logits ``(batch,)``;
             default :class:`Discriminator` with ``hidden_features``.

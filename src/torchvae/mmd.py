@@ -44,6 +44,7 @@ from .priors import Prior, StandardNormal
 __all__ = ["InfoVAELoss", "Kernel", "WAELoss", "kernel_matrix", "mmd"]
 
 Kernel = Literal["rbf", "imq"]
+"""The kernels: Gaussian (``"rbf"``) or inverse multiquadric (``"imq"``)."""
 
 
 def _check_kernel(kernel: object) -> Kernel:
