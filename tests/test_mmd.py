@@ -90,7 +90,7 @@ def test_infovae_weights() -> None:
     torch.testing.assert_close(got.terms["mmd"], divergence.detach())
 
 
-def test_wae_weights_and_gradients() -> None:
+def test_wae_weights_and_the_gradients_of_both() -> None:
     vae, x = model(), torch.rand(16, D)
     out = vae(x)
     torch.manual_seed(3)
@@ -98,9 +98,11 @@ def test_wae_weights_and_gradients() -> None:
     torch.manual_seed(3)
     divergence = mmd(out.z, torch.randn_like(out.z), "imq")
     torch.testing.assert_close(got.total, -out.log_px_z.mean() + 10.0 * divergence)  # type: ignore[union-attr]
-    got.total.backward()
-    for name, p in vae.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for loss in (got, InfoVAELoss(alpha=1.0, lambda_=10.0)(vae(x), x)):
+        vae.zero_grad(set_to_none=True)
+        loss.total.backward()
+        for name, p in vae.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 def test_samples_come_from_the_models_prior() -> None:

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import Tensor
 
 from torchvae.decoders import Decoder
@@ -35,11 +37,11 @@ def draw(mean: Tensor, log_var: Tensor, g: torch.Generator) -> Tensor:
     return mean + (0.5 * log_var).exp() * eps
 
 
-@pytest.mark.parametrize("estimator", ["mws", "mss"])
-def test_the_parts_add_up_to_the_sampled_kl(estimator: str) -> None:
-    mean, log_var = posterior(6, 3)
+@given(st.integers(2, 8), st.integers(1, 4), st.integers(0, 100), st.sampled_from(["mws", "mss"]))
+def test_the_parts_add_up_to_the_sampled_kl(b: int, d: int, extra: int, estimator: str) -> None:
+    mean, log_var = posterior(b, d, seed=b * 10 + d)
     z = draw(mean, log_var, torch.Generator().manual_seed(1))
-    parts = kl_decomposition(bare(mean, log_var, z), 100, estimator)  # type: ignore[arg-type]
+    parts = kl_decomposition(bare(mean, log_var, z), b + extra, estimator)  # type: ignore[arg-type]
     log_q = torch.distributions.Normal(mean, (0.5 * log_var).exp()).log_prob(z).sum(-1)
     sampled_kl = (log_q - standard_normal_log_prob(z)).mean()
     torch.testing.assert_close(parts.mi + parts.tc + parts.dim_kl, sampled_kl)
