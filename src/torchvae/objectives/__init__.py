@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from . import aggregate
+from .capacity import CapacityLoss
+from .dipvae import DIPVAELoss
+from .factorvae import FactorVAELoss
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
+from .mmd import InfoVAELoss, WAELoss
+from .tcvae import BetaTCVAELoss, kl_decomposition
 
 __all__ = [
+    "BetaTCVAELoss",
+    "CapacityLoss",
+    "DIPVAELoss",
     "ELBOLoss",
+    "FactorVAELoss",
     "IWAELoss",
+    "InfoVAELoss",
     "LossOutput",
+    "WAELoss",
+    "aggregate",
     "bits_per_dim",
     "importance_log_weights",
+    "kl_decomposition",
     "log_likelihood",
 ]
