@@ -50,9 +50,12 @@ from .encoders import ConvEncoder, Encoder
 from .factor_files import DSprites, Shapes3D, load_factor_dataset
 from .factors import FactorDataset, TensorFactorDataset
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
+from .hierarchical import HierarchicalVAE, LatentLayer
 from .imagedata import ImageSplit, load_image_data, split_indices
 from .imagefolder import ImageFolderDataset
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
+from .iwae import CIWAELoss, DReGIWAELoss, MIWAELoss, PIWAELoss
+from .layer_report import LayerReport, layer_report
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .model import VAE, VAEOutput
@@ -80,6 +83,7 @@ __all__ = [
     "Bernoulli",
     "BetaSchedule",
     "CIFARFormatError",
+    "CIWAELoss",
     "Callback",
     "CheckpointError",
     "ChecksumError",
@@ -87,6 +91,7 @@ __all__ = [
     "ContinuousBernoulli",
     "ConvDecoder",
     "ConvEncoder",
+    "DReGIWAELoss",
     "DSprites",
     "DatasetImages",
     "DatasetNotFoundError",
@@ -98,15 +103,20 @@ __all__ = [
     "FashionMNIST",
     "Gaussian",
     "GaussianParams",
+    "HierarchicalVAE",
     "IDXFormatError",
     "IWAELoss",
     "ImageFolderDataset",
     "ImageSplit",
+    "LatentLayer",
     "LatentReport",
+    "LayerReport",
     "Likelihood",
     "LossOutput",
+    "MIWAELoss",
     "ModelCheckpoint",
     "NonFiniteLossError",
+    "PIWAELoss",
     "PosteriorCollapseWarning",
     "ProgressBar",
     "ResumeWarning",
@@ -129,6 +139,7 @@ __all__ = [
     "importance_log_weights",
     "kl_per_dimension",
     "latent_report",
+    "layer_report",
     "load_checkpoint",
     "load_cifar10",
     "load_dataset",

@@ -80,6 +80,7 @@ from ._io import atomic_write, check_file
 from .conditional import ConditionalVAE
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
+from .hierarchical import HierarchicalVAE
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian
 from .model import VAE
 from .posteriors import DiagonalGaussian, FlowPosterior
@@ -928,3 +929,19 @@ for _part in (
     FlowPosterior,
 ):
     _register_by_arguments(_part)
+
+
+def _hierarchical_config(m: HierarchicalVAE) -> Config:
+    assert m.data_shape is not None
+    return {
+        "data_shape": list(m.data_shape),
+        "latent_dims": list(m.latent_dims),
+        "hidden_dims": [list(h) for h in m.hidden_dims],
+        "activation": m.activation,
+        "likelihood": m.likelihood,
+        "prior": m.prior,
+        "posterior": m.posterior_head,
+    }
+
+
+register_serializable(HierarchicalVAE, _hierarchical_config, lambda c: HierarchicalVAE(**c))
