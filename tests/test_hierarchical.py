@@ -3,6 +3,7 @@ the Trainer (exact resume, TensorBoard), per-layer reports and bad input."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from torchvae.encoders import Encoder
 from torchvae.gaussian import GaussianParams
 from torchvae.hierarchical import HierarchicalVAE, _gaussian_kl, _merge
 from torchvae.importance import log_likelihood
-from torchvae.layer_report import layer_report
+from torchvae.layer_diagnostics import layer_report
 from torchvae.likelihoods import Gaussian
 from torchvae.losses import ELBOLoss, IWAELoss
 from torchvae.model import VAE
@@ -157,7 +158,7 @@ def test_bounds_are_below_the_exact_log_px_and_tighten(layers: int, prior: str) 
     errors = [b.std().item() / math.sqrt(reps) for b in per]
     assert bool((closed < exact).all()), (closed, exact)
     assert exact[0] - bounds[0] > 0.02, (bounds, exact)
-    gains = [(high - low) for low, high in zip(per, per[1:], strict=False)]
+    gains = [high - low for low, high in itertools.pairwise(per)]
     assert gains[0].mean() > 3 * gains[0].std() / math.sqrt(reps), bounds  # tightens
     assert gains[1].mean() > -3 * gains[1].std() / math.sqrt(reps), bounds  # never loosens
     assert bounds[-1] < exact[0].item() + 3 * errors[-1], (bounds, exact)

@@ -55,7 +55,7 @@ from .imagedata import ImageSplit, load_image_data, split_indices
 from .imagefolder import ImageFolderDataset
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .iwae import CIWAELoss, DReGIWAELoss, MIWAELoss, PIWAELoss
-from .layer_report import LayerReport, layer_report
+from .layer_diagnostics import LayerReport, layer_report
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .model import VAE, VAEOutput
