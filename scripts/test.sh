@@ -21,3 +21,4 @@ set -x
 .venv/bin/python benchmarks/bench_data.py --quick
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
 .venv/bin/python benchmarks/bench_disentangle.py --quick
+.venv/bin/python benchmarks/bench_families.py --quick --skip-pythae

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .conditional import ConditionalVAE, EmbeddingKind
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
+from .hierarchical import HierarchicalVAE, LatentLayer
 from .output import VAEOutput
 from .vae import VAE
 
@@ -16,5 +17,7 @@ __all__ = [
     "Decoder",
     "EmbeddingKind",
     "Encoder",
+    "HierarchicalVAE",
+    "LatentLayer",
     "VAEOutput",
 ]

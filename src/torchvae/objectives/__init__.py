@@ -7,19 +7,24 @@ from .capacity import CapacityLoss
 from .dipvae import DIPVAELoss
 from .factorvae import FactorVAELoss
 from .importance import bits_per_dim, importance_log_weights, log_likelihood
+from .iwae import CIWAELoss, DReGIWAELoss, MIWAELoss, PIWAELoss
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .mmd import InfoVAELoss, WAELoss
 from .tcvae import BetaTCVAELoss, kl_decomposition
 
 __all__ = [
     "BetaTCVAELoss",
+    "CIWAELoss",
     "CapacityLoss",
     "DIPVAELoss",
+    "DReGIWAELoss",
     "ELBOLoss",
     "FactorVAELoss",
     "IWAELoss",
     "InfoVAELoss",
     "LossOutput",
+    "MIWAELoss",
+    "PIWAELoss",
     "WAELoss",
     "aggregate",
     "bits_per_dim",
