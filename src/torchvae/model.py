@@ -63,7 +63,9 @@ class VAEOutput(NamedTuple):
 
     Attributes:
         logits: decoder output (the likelihood's parameters), ``x``'s shape (with
-            ``n_samples=k``: ``(k, *x.shape)``).
+            ``n_samples=k``: ``(k, *x.shape)``); for a likelihood with its own layout
+            (``likelihood.params_shape(data_shape)`` other than the data's shape, e.g.
+            :class:`~torchvae.DiscretizedLogisticMixture`), ``(batch, *params_shape)``.
         mean: the encoder's :math:`\mu_\phi(x)`, ``(batch, latent_dim)``.
         log_var: the encoder's :math:`\log\sigma^2_\phi(x)`, ``(batch, latent_dim)``.
         z: the reparameterized sample(s), ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.
@@ -256,6 +258,10 @@ class VAE(nn.Module):
         self.posterior_head: Posterior = DiagonalGaussian() if posterior is None else posterior
         self.posterior_head.bind(self.latent_dim)
         self._check_sizes(decoder)
+        # A likelihood whose parameters are not one per feature (a mixture per pixel): the
+        # decoder's output is laid out as it asks, and x scored in the data's shape.
+        layout = None if self.data_shape is None else self.likelihood.params_shape(self.data_shape)
+        self._layout = None if layout is None or tuple(layout) == self.data_shape else tuple(layout)
         self.prior: Prior = StandardNormal() if prior is None else prior
         self.prior.bind(self)
         like = next(iter([*encoder.parameters(), *decoder.parameters()]), None)
@@ -345,7 +351,19 @@ class VAE(nn.Module):
             z = torch.cat([z, e.expand(*lead, e.shape[-1])], dim=-1)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
         logits = run_decoder(self.decoder, flat)
+        if self._layout is not None:
+            return logits.reshape(*lead, *self._layout)
         return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
+
+    def _scored_shapes(self, x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shape ``x``'s examples are scored in, and the decoder output's layout."""
+        if self._layout is not None:
+            assert self.data_shape is not None
+            return self.data_shape, self._layout
+        event = tuple(x.shape[1:])
+        if self.data_shape is not None:
+            return event, event
+        return event, tuple(self.likelihood.params_shape(event))
 
     def _check_latent(self, z: object, name: str = "z") -> Tensor:
         z = check_floating(z, name)
@@ -450,15 +468,22 @@ class VAE(nn.Module):
         closed = self.prior.kl_closed_form(self.posterior_head, params, labels)
         logits = self._decode(z, e)
         lead = z.shape[:-1]
+        event, layout = self._scored_shapes(x)
         features = logits.shape[len(lead) :].numel()
-        if features != x.shape[1:].numel():
-            raise ValueError(
-                f"decoder output has {features} features per example but x has "
-                f"{x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
-                f"{tuple(logits.shape)})"
+        if features != math.prod(layout):
+            needs = (
+                f"x has {x.shape[1:].numel()}"
+                if layout == event
+                else f"{type(self.likelihood).__name__} needs {math.prod(layout)} "
+                f"({layout}) for examples of shape {event}"
             )
-        logits = logits.reshape(*lead[:-1], *x.shape)
-        log_px_z = self.likelihood._log_prob(logits, x.to(logits.dtype))
+            raise ValueError(
+                f"decoder output has {features} features per example but {needs} (x shape "
+                f"{tuple(x.shape)}, decoder output shape {tuple(logits.shape)})"
+            )
+        logits = logits.reshape(*lead, *layout)
+        target = x.reshape(x.shape[0], *event)
+        log_px_z = self.likelihood._log_prob(logits, target.to(logits.dtype))
         log_pz = None
         if closed is None or n_samples is not None:
             log_pz = self.prior.log_prob(z, labels)
