@@ -46,6 +46,7 @@ from .diagnostics import (
     mutual_information,
     warn_if_collapsed,
 )
+from .discretized import DiscretizedLogistic, DiscretizedLogisticMixture
 from .encoders import ConvEncoder, Encoder
 from .factor_files import DSprites, Shapes3D, load_factor_dataset
 from .factors import FactorDataset, TensorFactorDataset
@@ -56,6 +57,7 @@ from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .model import VAE, VAEOutput
+from .resnet import ResNetDecoder, ResNetEncoder, resnet_vae
 from .serialization import (
     SerializationError,
     load_model,
@@ -91,6 +93,8 @@ __all__ = [
     "DatasetImages",
     "DatasetNotFoundError",
     "Decoder",
+    "DiscretizedLogistic",
+    "DiscretizedLogisticMixture",
     "ELBOLoss",
     "EarlyStopping",
     "Encoder",
@@ -109,6 +113,8 @@ __all__ = [
     "NonFiniteLossError",
     "PosteriorCollapseWarning",
     "ProgressBar",
+    "ResNetDecoder",
+    "ResNetEncoder",
     "ResumeWarning",
     "SerializationError",
     "Shapes3D",
@@ -148,6 +154,7 @@ __all__ = [
     "read_idx",
     "read_tensor_file",
     "register_serializable",
+    "resnet_vae",
     "save_checkpoint",
     "save_model",
     "save_weights",

@@ -928,3 +928,34 @@ for _part in (
     FlowPosterior,
 ):
     _register_by_arguments(_part)
+
+
+# Images: the discretized likelihoods of 8-bit data and the residual networks.
+from .discretized import DiscretizedLogistic, DiscretizedLogisticMixture  # noqa: E402
+from .resnet import ResNetDecoder, ResNetEncoder  # noqa: E402
+
+for _part in (DiscretizedLogistic, DiscretizedLogisticMixture):
+    _register_by_arguments(_part)
+
+
+def _resnet_config(m: ResNetEncoder | ResNetDecoder) -> Config:
+    shape = m.input_shape if isinstance(m, ResNetEncoder) else m.output_shape
+    key = "input_shape" if isinstance(m, ResNetEncoder) else "output_shape"
+    return {
+        "latent_dim": m.latent_dim,
+        key: list(shape),
+        "channels": list(m.channels),
+        "blocks": m.blocks,
+    }
+
+
+register_serializable(
+    ResNetEncoder,
+    _resnet_config,
+    lambda c: ResNetEncoder(c["latent_dim"], c["input_shape"], c["channels"], c["blocks"]),
+)
+register_serializable(
+    ResNetDecoder,
+    _resnet_config,
+    lambda c: ResNetDecoder(c["latent_dim"], c["output_shape"], c["channels"], c["blocks"]),
+)
