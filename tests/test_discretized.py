@@ -338,3 +338,46 @@ def test_models_score_sample_and_save_with_them(name: str, tmp_path: Path) -> No
             ConvDecoder(4, shape if name != "logistic" else (6, 8, 8), (8,)),
             likelihood=like,
         )
+
+
+def test_a_flat_x_for_an_image_likelihood_is_named() -> None:
+    like = DiscretizedLogisticMixture(n_mix=2)
+    model = VAE(
+        ConvEncoder(4, (3, 4, 4), (8,)),
+        ConvDecoder(4, like.params_shape((3, 4, 4)), (8,)),
+        likelihood=like,
+    )
+    x = torch.randint(0, 256, (2, 48)).float() / 255
+    out = model(x)  # the model takes flat x as its encoder does, and scores it as images
+    with pytest.raises(
+        ValueError, match=r"pass the x the model was called with.*\(batch, C, H, W\)"
+    ):
+        ELBOLoss()(out, x)
+    assert ELBOLoss()(out, x.view(2, 3, 4, 4)).total.shape == ()
+
+
+@pytest.mark.skip(
+    reason="needs Trainer support: refuse dequantized batches for a discrete likelihood"
+)
+def test_trainer_refuses_dequantized_batches_for_a_discrete_likelihood() -> None:
+    from torchvae import TensorLoader, Trainer, resnet_vae
+
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    trainer = Trainer(resnet_vae((3, 8, 8), 4, channels=(4,), blocks=1), device="cpu")
+    with pytest.raises(ValueError, match="dequantize"):
+        trainer.fit(TensorLoader(images, batch_size=4, dequantize=True), epochs=1)
+
+
+@pytest.mark.skip(
+    reason="needs Trainer support: evaluate() reports bits/dim by bits_per_dim's rule"
+)
+def test_trainer_bits_per_dim_include_the_dequantization_correction() -> None:
+    from torchvae import Gaussian, TensorLoader, Trainer, bits_per_dim, resnet_vae
+
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    model = resnet_vae((3, 8, 8), 4, likelihood=Gaussian(scale=0.1), channels=(4,), blocks=1)
+    metrics = Trainer(model, device="cpu").evaluate(
+        TensorLoader(images, batch_size=4, dequantize=True)
+    )
+    want = bits_per_dim(metrics["loss"], 192, model.likelihood, dequantized=True)
+    assert metrics["bits_per_dim"] == pytest.approx(want)

@@ -43,7 +43,7 @@ class ResidualBlock(nn.Module):
     Args:
         channels: channels in and out.
         activation: factory of the activation module; default ``LeakyReLU(0.2)``.
-        scale: initial scale of :math:`W_2` (below 1 for deep stacks).
+        scale: initial scale of :math:`W_2` and its bias (below 1 for deep stacks).
     """
 
     def __init__(
@@ -54,6 +54,7 @@ class ResidualBlock(nn.Module):
         second = nn.Conv2d(c, c, 3, padding=1)
         with torch.no_grad():
             second.weight.mul_(scale)
+            second.bias.mul_(scale)
         self.body = nn.Sequential(activation(), nn.Conv2d(c, c, 3, padding=1), activation(), second)
 
     def forward(self, h: Tensor) -> Tensor:
@@ -200,8 +201,8 @@ class ResNetDecoder(_SigmoidDecoder):
         h = self.project(_latent_batch(z, self.latent_dim, self.project.weight))
         out = cast(Tensor, self.upsample(h.reshape(h.shape[0], *self._start)))
         _, height, width = self.output_shape
-        top, left = (out.shape[-2] - height) // 2, (out.shape[-1] - width) // 2
-        if top or left:
+        if out.shape[-2:] != (height, width):  # an overshoot of 1 has top == left == 0
+            top, left = (out.shape[-2] - height) // 2, (out.shape[-1] - width) // 2
             out = out[..., top : top + height, left : left + width]
         return out
 
