@@ -54,7 +54,7 @@ class ResidualBlock(nn.Module):
         second = nn.Conv2d(c, c, 3, padding=1)
         with torch.no_grad():
             second.weight.mul_(scale)
-            second.bias.mul_(scale)
+            cast(Tensor, second.bias).mul_(scale)
         self.body = nn.Sequential(activation(), nn.Conv2d(c, c, 3, padding=1), activation(), second)
 
     def forward(self, h: Tensor) -> Tensor:

@@ -934,8 +934,8 @@ for _part in (
 from .discretized import DiscretizedLogistic, DiscretizedLogisticMixture  # noqa: E402
 from .resnet import ResNetDecoder, ResNetEncoder  # noqa: E402
 
-for _part in (DiscretizedLogistic, DiscretizedLogisticMixture):
-    _register_by_arguments(_part)
+_register_by_arguments(DiscretizedLogistic)
+_register_by_arguments(DiscretizedLogisticMixture)
 
 
 def _resnet_config(m: ResNetEncoder | ResNetDecoder) -> Config:
