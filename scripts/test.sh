@@ -18,4 +18,5 @@ set -x
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
 .venv/bin/python benchmarks/bench_data.py --quick
+.venv/bin/python benchmarks/bench_bpd.py --quick
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
