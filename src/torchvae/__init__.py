@@ -76,7 +76,14 @@ from .io import (
     save_model,
     save_weights,
 )
-from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
+from .likelihoods import (
+    Bernoulli,
+    ContinuousBernoulli,
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
+    Gaussian,
+    Likelihood,
+)
 from .models import (
     VAE,
     ConditionalVAE,
@@ -86,7 +93,10 @@ from .models import (
     Encoder,
     HierarchicalVAE,
     LatentLayer,
+    ResNetDecoder,
+    ResNetEncoder,
     VAEOutput,
+    resnet_vae,
 )
 from .objectives import (
     BetaTCVAELoss,
@@ -131,6 +141,8 @@ __all__ = [
     "DatasetImages",
     "DatasetNotFoundError",
     "Decoder",
+    "DiscretizedLogistic",
+    "DiscretizedLogisticMixture",
     "ELBOLoss",
     "EarlyStopping",
     "Encoder",
@@ -156,6 +168,8 @@ __all__ = [
     "PIWAELoss",
     "PosteriorCollapseWarning",
     "ProgressBar",
+    "ResNetDecoder",
+    "ResNetEncoder",
     "ResumeWarning",
     "SerializationError",
     "Shapes3D",
@@ -197,6 +211,7 @@ __all__ = [
     "read_idx",
     "read_tensor_file",
     "register_serializable",
+    "resnet_vae",
     "save_checkpoint",
     "save_model",
     "save_weights",

@@ -7,6 +7,7 @@ from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
 from .hierarchical import HierarchicalVAE, LatentLayer
 from .output import VAEOutput
+from .resnet import ResNetDecoder, ResNetEncoder, resnet_vae
 from .vae import VAE
 
 __all__ = [
@@ -19,5 +20,8 @@ __all__ = [
     "Encoder",
     "HierarchicalVAE",
     "LatentLayer",
+    "ResNetDecoder",
+    "ResNetEncoder",
     "VAEOutput",
+    "resnet_vae",
 ]

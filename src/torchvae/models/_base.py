@@ -83,6 +83,10 @@ class VAEBase(nn.Module):
         self.posterior_head: Posterior = DiagonalGaussian() if posterior is None else posterior
         self.posterior_head.bind(self.latent_dim)
         self._check_sizes(decoder)
+        # A likelihood whose parameters are not one per feature (a mixture per pixel): the
+        # decoder's output is laid out as it asks, and x scored in the data's shape.
+        layout = None if self.data_shape is None else self.likelihood.params_shape(self.data_shape)
+        self._layout = None if layout is None or tuple(layout) == self.data_shape else tuple(layout)
         self.prior: Prior = StandardNormal() if prior is None else prior
         self.prior.bind(self)
         like = next(iter([*encoder.parameters(), *decoder.parameters()]), None)
@@ -177,7 +181,19 @@ class VAEBase(nn.Module):
             z = torch.cat([z, e.expand(*lead, e.shape[-1])], dim=-1)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
         logits = run_decoder(self.decoder, flat)
+        if self._layout is not None:
+            return logits.reshape(*lead, *self._layout)
         return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
+
+    def _scored_shapes(self, x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shape ``x``'s examples are scored in, and the decoder output's layout."""
+        if self._layout is not None:
+            assert self.data_shape is not None
+            return self.data_shape, self._layout
+        event = tuple(x.shape[1:])
+        if self.data_shape is not None:
+            return event, event
+        return event, tuple(self.likelihood.params_shape(event))
 
     def _check_latent(self, z: object, name: str = "z") -> Tensor:
         z = check_floating(z, name)

@@ -19,6 +19,7 @@ the same model is conditioned on a class label :math:`y` (Sohn et al., 2015):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -183,15 +184,22 @@ class VAE(VAEBase):
         closed = self.prior.kl_closed_form(self.posterior_head, params, labels)
         logits = self._decode(z, e)
         lead = z.shape[:-1]
+        event, layout = self._scored_shapes(x)
         features = logits.shape[len(lead) :].numel()
-        if features != x.shape[1:].numel():
-            raise ValueError(
-                f"decoder output has {features} features per example but x has "
-                f"{x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
-                f"{tuple(logits.shape)})"
+        if features != math.prod(layout):
+            needs = (
+                f"x has {x.shape[1:].numel()}"
+                if layout == event
+                else f"{type(self.likelihood).__name__} needs {math.prod(layout)} "
+                f"({layout}) for examples of shape {event}"
             )
-        logits = logits.reshape(*lead[:-1], *x.shape)
-        log_px_z = self.likelihood._log_prob(logits, x.to(logits.dtype))
+            raise ValueError(
+                f"decoder output has {features} features per example but {needs} (x shape "
+                f"{tuple(x.shape)}, decoder output shape {tuple(logits.shape)})"
+            )
+        logits = logits.reshape(*lead, *layout)
+        target = x.reshape(x.shape[0], *event)
+        log_px_z = self.likelihood._log_prob(logits, target.to(logits.dtype))
         log_pz = None
         if closed is None or n_samples is not None:
             log_pz = self.prior.log_prob(z, labels)
