@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import metrics, posteriors, priors, schedules
+from . import metrics, posteriors, priors, samplers, schedules
 from ._validation import set_validation
 from .callbacks import (
     BetaSchedule,
@@ -22,6 +22,8 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .cifar import CIFARFormatError, load_cifar10
+from .code_prior import CodePriorOutput, PixelCNNPrior
+from .codebook import Codebook, Quantized
 from .conditional import ConditionalVAE
 from .data import (
     MNIST,
@@ -47,6 +49,7 @@ from .diagnostics import (
     warn_if_collapsed,
 )
 from .encoders import ConvEncoder, Encoder
+from .expost import aggregate_posterior, fit_gmm_sampler
 from .factor_files import DSprites, Shapes3D, load_factor_dataset
 from .factors import FactorDataset, TensorFactorDataset
 from .gaussian import GaussianParams, gaussian_kl, standard_normal, standard_normal_log_prob
@@ -56,6 +59,7 @@ from .importance import bits_per_dim, importance_log_weights, log_likelihood
 from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Likelihood
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .model import VAE, VAEOutput
+from .samplers import GaussianMixtureSampler
 from .serialization import (
     SerializationError,
     load_model,
@@ -70,12 +74,17 @@ from .sprites import Sprites, load_sprites
 from .streaming import DatasetImages, StreamLoader
 from .tensorfile import read_tensor_file
 from .trainer import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
+from .vq_fit import code_dataset, fit_code_prior
+from .vqloss import CodePriorLoss, VQLoss
+from .vqnets import VQDecoder, VQEncoder
+from .vqvae import VQVAE, VQVAEOutput
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MNIST",
     "VAE",
+    "VQVAE",
     "ActiveUnits",
     "Bernoulli",
     "BetaSchedule",
@@ -83,6 +92,9 @@ __all__ = [
     "Callback",
     "CheckpointError",
     "ChecksumError",
+    "CodePriorLoss",
+    "CodePriorOutput",
+    "Codebook",
     "ConditionalVAE",
     "ContinuousBernoulli",
     "ConvDecoder",
@@ -97,6 +109,7 @@ __all__ = [
     "FactorDataset",
     "FashionMNIST",
     "Gaussian",
+    "GaussianMixtureSampler",
     "GaussianParams",
     "IDXFormatError",
     "IWAELoss",
@@ -107,8 +120,10 @@ __all__ = [
     "LossOutput",
     "ModelCheckpoint",
     "NonFiniteLossError",
+    "PixelCNNPrior",
     "PosteriorCollapseWarning",
     "ProgressBar",
+    "Quantized",
     "ResumeWarning",
     "SerializationError",
     "Shapes3D",
@@ -120,11 +135,19 @@ __all__ = [
     "TensorLoader",
     "Trainer",
     "VAEOutput",
+    "VQDecoder",
+    "VQEncoder",
+    "VQLoss",
+    "VQVAEOutput",
     "__version__",
     "active_units",
+    "aggregate_posterior",
     "bits_per_dim",
+    "code_dataset",
     "dequantization_correction",
     "dequantize",
+    "fit_code_prior",
+    "fit_gmm_sampler",
     "gaussian_kl",
     "importance_log_weights",
     "kl_per_dimension",
@@ -148,6 +171,7 @@ __all__ = [
     "read_idx",
     "read_tensor_file",
     "register_serializable",
+    "samplers",
     "save_checkpoint",
     "save_model",
     "save_weights",

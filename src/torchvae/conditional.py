@@ -24,7 +24,7 @@ encoder sees :math:`[\operatorname{flatten}(x), e(y)]` (so an MLP encoder has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,9 @@ from ._validation import check_positive_int, check_positive_ints
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
 from .model import VAE, VAEOutput
+
+if TYPE_CHECKING:
+    from .samplers import LatentSampler
 
 __all__ = ["ConditionalVAE", "EmbeddingKind"]
 
@@ -217,6 +220,7 @@ class ConditionalVAE(VAE):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         draw: bool = False,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         r"""Draw ``n`` examples of the classes ``y``; see :meth:`VAE.sample`.
 
@@ -227,8 +231,9 @@ class ConditionalVAE(VAE):
             generator: optional random generator on the parameters' device.
             temperature: the prior's spread.
             draw: return draws from :math:`p_\theta(x \mid z, y)` instead of its mean.
+            sampler: draw :math:`z` from it instead of the prior (see :meth:`VAE.sample`).
         """
-        return self._sample(n, y, generator, temperature, draw)
+        return self._sample(n, y, generator, temperature, draw, sampler)
 
     def interpolate(  # type: ignore[override]
         self,

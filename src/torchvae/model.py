@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,9 @@ from .gaussian import GaussianParams
 from .likelihoods import Likelihood, check_likelihood
 from .posteriors import DiagonalGaussian, Posterior
 from .priors import Prior, StandardNormal, check_temperature
+
+if TYPE_CHECKING:
+    from .samplers import LatentSampler
 
 __all__ = ["VAE", "VAEOutput"]
 
@@ -530,6 +533,7 @@ class VAE(nn.Module):
         generator: torch.Generator | None,
         temperature: float,
         draw: bool,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         n = check_positive_int(n, "n")
         temperature = check_temperature(temperature)
@@ -544,7 +548,20 @@ class VAE(nn.Module):
             labels = self._labels(label_tensor(y, n, device), n, device)
         elif y is not None:
             raise ValueError("y was given but the model is not conditional")
-        z = self.prior.sample(n, labels, temperature, generator)
+        if sampler is None:
+            z = self.prior.sample(n, labels, temperature, generator)
+        else:
+            if not callable(getattr(sampler, "sample", None)):
+                raise TypeError(
+                    f"sampler must have a method sample(n, generator=, temperature=) (e.g. a "
+                    f"torchvae.GaussianMixtureSampler), got {type(sampler).__name__}"
+                )
+            z = self._check_latent(sampler.sample(n, generator, temperature), "sampler's z")
+            if tuple(z.shape) != (n, self.latent_dim):
+                raise ValueError(
+                    f"the sampler gave z of shape {tuple(z.shape)}, not (n, latent_dim) = "
+                    f"({n}, {self.latent_dim})"
+                )
         return self._output(self._decode(z, self._embed(labels)), draw, generator)
 
     def sample(
@@ -555,6 +572,7 @@ class VAE(nn.Module):
         *,
         y: int | Sequence[int] | Tensor | None = None,
         draw: bool = False,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         r"""Draw ``n`` new examples: the mean of :math:`p_\theta(x \mid z)` for :math:`z \sim p(z)`.
 
@@ -565,12 +583,16 @@ class VAE(nn.Module):
                 :math:`\mathcal{N}(0, I)`: :math:`z \sim \mathcal{N}(0, t^2 I)`).
             y: for a conditional model, one class for all (an ``int``) or ``n`` labels.
             draw: return a draw from :math:`p_\theta(x \mid z)` instead of its mean.
+            sampler: draw :math:`z` from ``sampler.sample(n, generator, temperature)``
+                instead of the prior, e.g. a :class:`~torchvae.GaussianMixtureSampler`
+                fitted to the aggregate posterior (:func:`~torchvae.fit_gmm_sampler`;
+                a sampler set as ``model.sampler`` is saved with the model).
 
         Returns:
             ``(n, *decoder output shape)``, e.g. ``(n, 784)`` for the MLP decoder and
             ``(n, 1, 28, 28)`` for the convolutional one.
         """
-        return self._sample(n, y, generator, temperature, draw)
+        return self._sample(n, y, generator, temperature, draw, sampler)
 
     @torch.no_grad()
     def _interpolate(self, x1: object, x2: object, y1: object, y2: object, steps: object) -> Tensor:

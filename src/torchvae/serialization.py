@@ -77,6 +77,8 @@ import torch
 from torch import Tensor, nn
 
 from ._io import atomic_write, check_file
+from .code_prior import PixelCNNPrior
+from .codebook import Codebook
 from .conditional import ConditionalVAE
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
@@ -84,6 +86,9 @@ from .likelihoods import Bernoulli, ContinuousBernoulli, Gaussian
 from .model import VAE
 from .posteriors import DiagonalGaussian, FlowPosterior
 from .priors import FlowPrior, MixturePrior, StandardNormal, VampPrior
+from .samplers import GaussianMixtureSampler
+from .vqnets import VQDecoder, VQEncoder
+from .vqvae import VQVAE
 
 __all__ = [
     "FORMAT_VERSION",
@@ -928,3 +933,59 @@ for _part in (
     FlowPosterior,
 ):
     _register_by_arguments(_part)
+
+
+# --- discrete latents and ex-post samplers --------------------------------------------------
+
+for _vq_part in (Codebook, PixelCNNPrior, VQEncoder, VQDecoder, GaussianMixtureSampler):
+    _register_by_arguments(_vq_part)
+
+
+def _vqvae_config(m: VQVAE) -> Config:
+    config: Config = {
+        "encoder": m.encoder,
+        "decoder": m.decoder,
+        "codebook": m.codebook,
+        "likelihood": m.likelihood,
+    }
+    if m.prior is not None:
+        config["prior"] = m.prior
+    return config
+
+
+register_serializable(
+    VQVAE,
+    _vqvae_config,
+    lambda c: VQVAE(
+        c["encoder"],
+        c["decoder"],
+        c["codebook"],
+        likelihood=c.get("likelihood"),
+        prior=c.get("prior"),
+    ),
+)
+
+
+def _with_sampler(cls: type[VAE]) -> None:
+    """Re-register ``cls`` so that a sampler set as ``model.sampler`` is saved with it."""
+    base = _BY_TYPE[cls]
+
+    def to_config(m: VAE) -> Config:
+        config = base.to_config(m)
+        sampler = getattr(m, "sampler", None)
+        if sampler is not None:
+            config["sampler"] = sampler
+        return config
+
+    def from_config(c: Config) -> VAE:
+        model = base.from_config({k: v for k, v in c.items() if k != "sampler"})
+        assert isinstance(model, VAE)
+        if c.get("sampler") is not None:
+            model.sampler = c["sampler"]
+        return model
+
+    register_serializable(cls, to_config, from_config, base.name)
+
+
+_with_sampler(VAE)
+_with_sampler(ConditionalVAE)
