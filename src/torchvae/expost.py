@@ -84,8 +84,8 @@ def fit_gmm_sampler(
     covariance: Covariance = "full",
     codes: Codes = "mean",
     reg: float = 1e-6,
-    max_iter: int = 200,
-    tol: float = 1e-6,
+    max_iter: int = 100,
+    tol: float = 1e-3,
     batch_size: int = 1024,
     generator: torch.Generator | None = None,
 ) -> GaussianMixtureSampler:

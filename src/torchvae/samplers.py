@@ -34,6 +34,7 @@ Covariance = Literal["full", "diag"]
 """``"full"``: one full covariance matrix per component; ``"diag"``: diagonal ones."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_ROWS = 8192  # rows per block: (C, rows, d) temporaries stay small
 
 
 class LatentSampler(Protocol):
@@ -138,17 +139,23 @@ class GaussianMixtureSampler(nn.Module):
     # --- densities ------------------------------------------------------------------------
 
     def _component_log_probs(self, z: Tensor, means: Tensor, factors: Tensor) -> Tensor:
-        """:math:`\\log \\mathcal{N}(z_n; \\mu_c, \\Sigma_c)`, ``(n, C)``."""
+        """:math:`\\log \\mathcal{N}(z_n; \\mu_c, \\Sigma_c)`, ``(n, C)``, in blocks of rows."""
+        if self.covariance == "full":
+            log_det = 2 * factors.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+            eye = torch.eye(self.dim, dtype=factors.dtype, device=factors.device)
+            # L^{-T}: one small triangular solve, then matrix products over the rows
+            inverse_t = torch.linalg.solve_triangular(factors, eye, upper=False).transpose(1, 2)
+        else:
+            log_det = 2 * factors.log().sum(-1)
         out = []
-        for c in range(means.shape[0]):
-            diff = z - means[c]
+        for block in z.split(_ROWS):
+            diff = block.unsqueeze(0) - means.unsqueeze(1)  # (C, rows, d)
             if self.covariance == "full":
-                solved = torch.linalg.solve_triangular(factors[c], diff.T, upper=False)
-                maha, log_det = solved.square().sum(0), 2 * factors[c].diagonal().log().sum()
+                maha = (diff @ inverse_t).square().sum(-1)
             else:
-                maha, log_det = (diff / factors[c]).square().sum(1), 2 * factors[c].log().sum()
-            out.append(-0.5 * (maha + log_det + self.dim * _LOG_2PI))
-        return torch.stack(out, 1)
+                maha = (diff / factors.unsqueeze(1)).square().sum(-1)
+            out.append(-0.5 * (maha + log_det.unsqueeze(1) + self.dim * _LOG_2PI).T)
+        return torch.cat(out)
 
     def _factors(self) -> Tensor:
         return self.scale_tril if self.covariance == "full" else self.scales
@@ -188,27 +195,32 @@ class GaussianMixtureSampler(nn.Module):
         counts = resp.sum(0) + 10 * torch.finfo(z.dtype).tiny
         weights = counts / counts.sum()
         means = (resp.T @ z) / counts.unsqueeze(1)
-        factors = []
-        for c in range(self.num_components):
-            diff = z - means[c]
-            if self.covariance == "full":
-                cov = (resp[:, c, None] * diff).T @ diff / counts[c]
-                cov = cov + self.reg * torch.eye(self.dim, dtype=z.dtype, device=z.device)
-                factors.append(self._cholesky(cov))
-            else:
-                var = (resp[:, c, None] * diff.square()).sum(0) / counts[c] + self.reg
-                factors.append(var.clamp_min(torch.finfo(z.dtype).tiny).sqrt())
-        return weights, means, torch.stack(factors)
+        if self.covariance == "diag":
+            second = (resp.T @ z.square()) / counts.unsqueeze(1)
+            var = (second - means.square()).clamp_min(0) + self.reg
+            return weights, means, var.clamp_min(torch.finfo(z.dtype).tiny).sqrt()
+        second = torch.zeros(
+            self.num_components, self.dim, self.dim, dtype=z.dtype, device=z.device
+        )
+        for block, r in zip(z.split(_ROWS), resp.split(_ROWS), strict=True):
+            second += (r.T.unsqueeze(2) * block).transpose(1, 2) @ block
+        cov = second / counts.view(-1, 1, 1) - means.unsqueeze(2) * means.unsqueeze(1)
+        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        return weights, means, self._cholesky((cov + cov.transpose(1, 2)) / 2 + self.reg * eye)
 
     def _cholesky(self, cov: Tensor) -> Tensor:
-        jitter = max(self.reg, 1e-10) * float(cov.diagonal().mean().abs().clamp_min(1e-30))
+        """Cholesky factors of ``(C, d, d)``, with growing jitter where one is not PD."""
+        scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1).abs().clamp_min(1e-30)
+        jitter = max(self.reg, 1e-10) * scale
         eye = torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
         for _ in range(10):
             factor, info = torch.linalg.cholesky_ex(cov)
-            if int(info) == 0:
+            bad = info != 0
+            if not bool(bad.any()):
                 found: Tensor = factor
                 return found
-            cov, jitter = cov + jitter * eye, jitter * 10
+            cov = cov + (bad * jitter).view(-1, 1, 1) * eye
+            jitter = jitter * 10
         raise ValueError(
             "a component's covariance is not positive definite even with added jitter; "
             "raise reg or use fewer components"
@@ -218,8 +230,8 @@ class GaussianMixtureSampler(nn.Module):
     def fit(
         self,
         z: Tensor,
-        max_iter: int = 200,
-        tol: float = 1e-6,
+        max_iter: int = 100,
+        tol: float = 1e-3,
         generator: torch.Generator | None = None,
     ) -> GaussianMixtureSampler:
         r"""Fit the mixture to the rows of ``z`` by EM; returns ``self``.
@@ -241,7 +253,8 @@ class GaussianMixtureSampler(nn.Module):
             raise ValueError(
                 f"z has {z.shape[0]} rows, fewer than the {self.num_components} components"
             )
-        z64 = z.to(torch.float64)
+        shift = z.to(torch.float64).mean(0)
+        z64 = z.to(torch.float64) - shift  # centred: the second moments lose no precision
         centres = self._seed(z64, generator)
         assign = torch.cdist(z64, centres).argmin(1)
         resp = torch.nn.functional.one_hot(assign, self.num_components).to(z64)
@@ -257,7 +270,7 @@ class GaussianMixtureSampler(nn.Module):
             weights, means, factors = self._m_step(z64, (joint - norm).exp())
         like = self.means
         self.weights.copy_(weights.to(like))
-        self.means.copy_(means.to(like))
+        self.means.copy_((means + shift).to(like))
         self._factors().copy_(factors.to(like))
         self.fitted.fill_(True)
         self.log_likelihood, self.iterations = mean_ll, iterations
