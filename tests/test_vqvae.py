@@ -185,3 +185,19 @@ def test_trainer_logs_code_usage() -> None:
     trainer = Trainer(tiny(), VQLoss(), device="cpu", seed=0, batch_size=8)
     trainer.fit(DATA, epochs=1)
     assert {"perplexity", "usage", "codebook", "commitment"} <= set(trainer.metrics)
+
+
+@pytest.mark.skip(
+    reason="needs callback support: TensorBoardLogger should use model.reconstruct(x) and "
+    "model.sample(n, generator=) for models that are not VAEs, and skip the posterior "
+    "histograms when the output has no mean/log_var (a VQVAEOutput has z_e)"
+)
+def test_tensorboard_logger_shows_vq_reconstructions(tmp_path: Path) -> None:
+    from torchvae.callbacks import TensorBoardLogger
+
+    trainer = Trainer(
+        tiny(), VQLoss(), device="cpu", seed=0, batch_size=8,
+        callbacks=[TensorBoardLogger(tmp_path)],
+    )  # fmt: skip
+    trainer.fit(DATA, epochs=1)
+    assert any(tmp_path.iterdir())
