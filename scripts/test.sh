@@ -23,3 +23,4 @@ set -x
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
 .venv/bin/python benchmarks/bench_disentangle.py --quick
 .venv/bin/python benchmarks/bench_families.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae

@@ -10,7 +10,7 @@ Example:
     torch.Size([])
 """
 
-from . import metrics, posteriors, priors, schedules
+from . import metrics, posteriors, priors, samplers, schedules
 from ._validation import set_validation
 from ._version import __version__
 from .callbacks import (
@@ -86,6 +86,9 @@ from .likelihoods import (
 )
 from .models import (
     VAE,
+    VQVAE,
+    Codebook,
+    CodePriorOutput,
     ConditionalVAE,
     ConvDecoder,
     ConvEncoder,
@@ -93,15 +96,21 @@ from .models import (
     Encoder,
     HierarchicalVAE,
     LatentLayer,
+    PixelCNNPrior,
+    Quantized,
     ResNetDecoder,
     ResNetEncoder,
     VAEOutput,
+    VQDecoder,
+    VQEncoder,
+    VQVAEOutput,
     resnet_vae,
 )
 from .objectives import (
     BetaTCVAELoss,
     CapacityLoss,
     CIWAELoss,
+    CodePriorLoss,
     DIPVAELoss,
     DReGIWAELoss,
     ELBOLoss,
@@ -111,16 +120,30 @@ from .objectives import (
     LossOutput,
     MIWAELoss,
     PIWAELoss,
+    VQLoss,
     WAELoss,
     bits_per_dim,
     importance_log_weights,
     log_likelihood,
 )
-from .training import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
+from .samplers import (
+    GaussianMixtureSampler,
+    aggregate_posterior,
+    fit_gmm_sampler,
+)
+from .training import (
+    NonFiniteLossError,
+    ResumeWarning,
+    StepOutput,
+    Trainer,
+    code_dataset,
+    fit_code_prior,
+)
 
 __all__ = [
     "MNIST",
     "VAE",
+    "VQVAE",
     "ActiveUnits",
     "Bernoulli",
     "BetaSchedule",
@@ -131,6 +154,9 @@ __all__ = [
     "CapacityLoss",
     "CheckpointError",
     "ChecksumError",
+    "CodePriorLoss",
+    "CodePriorOutput",
+    "Codebook",
     "ConditionalVAE",
     "ContinuousBernoulli",
     "ConvDecoder",
@@ -150,6 +176,7 @@ __all__ = [
     "FactorVAELoss",
     "FashionMNIST",
     "Gaussian",
+    "GaussianMixtureSampler",
     "GaussianParams",
     "HierarchicalVAE",
     "IDXFormatError",
@@ -166,8 +193,10 @@ __all__ = [
     "ModelCheckpoint",
     "NonFiniteLossError",
     "PIWAELoss",
+    "PixelCNNPrior",
     "PosteriorCollapseWarning",
     "ProgressBar",
+    "Quantized",
     "ResNetDecoder",
     "ResNetEncoder",
     "ResumeWarning",
@@ -181,12 +210,20 @@ __all__ = [
     "TensorLoader",
     "Trainer",
     "VAEOutput",
+    "VQDecoder",
+    "VQEncoder",
+    "VQLoss",
+    "VQVAEOutput",
     "WAELoss",
     "__version__",
     "active_units",
+    "aggregate_posterior",
     "bits_per_dim",
+    "code_dataset",
     "dequantization_correction",
     "dequantize",
+    "fit_code_prior",
+    "fit_gmm_sampler",
     "gaussian_kl",
     "importance_log_weights",
     "kl_per_dimension",
@@ -212,6 +249,7 @@ __all__ = [
     "read_tensor_file",
     "register_serializable",
     "resnet_vae",
+    "samplers",
     "save_checkpoint",
     "save_model",
     "save_weights",

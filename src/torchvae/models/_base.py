@@ -195,6 +195,31 @@ class VAEBase(nn.Module):
             return event, event
         return event, tuple(self.likelihood.params_shape(event))
 
+    def _sampler_latent(
+        self,
+        sampler: object,
+        n: int,
+        generator: torch.Generator | None,
+        temperature: float,
+        dim: int,
+    ) -> Tensor:
+        """``sampler.sample(n, generator, temperature)``, checked to be ``n`` latents of ``dim``."""
+        draw = getattr(sampler, "sample", None)
+        if not callable(draw):
+            raise TypeError(
+                f"sampler must have a method sample(n, generator=, temperature=) (e.g. a "
+                f"torchvae.GaussianMixtureSampler), got {type(sampler).__name__}"
+            )
+        z = check_floating(draw(n, generator, temperature), "the sampler's z")
+        if tuple(z.shape) != (n, dim):
+            raise ValueError(
+                f"the sampler gave z of shape {tuple(z.shape)}, not (n, latent_dim) = ({n}, {dim})"
+            )
+        device, dtype = self._like_params()
+        if z.device != device:
+            raise ValueError(f"the sampler gave z on {z.device}, the model is on {device}")
+        return check_finite(z.to(dtype), "the sampler's z")
+
     def _check_latent(self, z: object, name: str = "z") -> Tensor:
         z = check_floating(z, name)
         if z.ndim < 2 or z.shape[-1] != self.latent_dim:

@@ -56,6 +56,9 @@ from .vae import VAE, VAEOutput
 if TYPE_CHECKING:
     from torch.distributions import Distribution
 
+if TYPE_CHECKING:
+    from ..samplers.gmm import LatentSampler
+
 __all__ = ["ActivationName", "HierarchicalVAE", "LatentLayer"]
 
 ActivationName = Literal["tanh", "relu", "leaky_relu", "elu"]
@@ -504,12 +507,16 @@ class HierarchicalVAE(VAE):
         generator: torch.Generator | None,
         temperature: float,
         draw: bool,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         n = check_positive_int(n, "n")
         temperature = check_temperature(temperature)
         check_generator(generator, self._like_params()[0])
         self._labels(y, n, self._like_params()[0])
-        z = self.prior.sample(n, None, temperature, generator)
+        if sampler is None:
+            z = self.prior.sample(n, None, temperature, generator)
+        else:
+            z = self._sampler_latent(sampler, n, generator, temperature, self.latent_dims[-1])
         for i in range(len(self.latent_dims) - 2, -1, -1):
             p = self._conditional(i, z)
             if temperature == 0:
@@ -529,6 +536,7 @@ class HierarchicalVAE(VAE):
         *,
         y: int | Sequence[int] | Tensor | None = None,
         draw: bool = False,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         r"""Draw ``n`` examples: :math:`z_L \sim p(z_L)`, then each layer down, then :math:`x`.
 
@@ -539,8 +547,11 @@ class HierarchicalVAE(VAE):
         Returns:
             ``(n, *data_shape)``: the means of :math:`p_\theta(x \mid z_1)` (draws with
             ``draw=True``).
+
+        ``sampler`` draws the top layer's :math:`z_L` instead of the prior (e.g. a
+        :class:`~torchvae.GaussianMixtureSampler` fitted to the top layer's codes).
         """
-        return self._sample(n, y, generator, temperature, draw)
+        return self._sample(n, y, generator, temperature, draw, sampler)
 
     @torch.no_grad()
     def _interpolate(self, x1: object, x2: object, y1: object, y2: object, steps: object) -> Tensor:

@@ -11,11 +11,13 @@ from .iwae import CIWAELoss, DReGIWAELoss, MIWAELoss, PIWAELoss
 from .losses import ELBOLoss, IWAELoss, LossOutput
 from .mmd import InfoVAELoss, WAELoss
 from .tcvae import BetaTCVAELoss, kl_decomposition
+from .vq import CodePriorLoss, VQLoss
 
 __all__ = [
     "BetaTCVAELoss",
     "CIWAELoss",
     "CapacityLoss",
+    "CodePriorLoss",
     "DIPVAELoss",
     "DReGIWAELoss",
     "ELBOLoss",
@@ -25,6 +27,7 @@ __all__ = [
     "LossOutput",
     "MIWAELoss",
     "PIWAELoss",
+    "VQLoss",
     "WAELoss",
     "aggregate",
     "bits_per_dim",
