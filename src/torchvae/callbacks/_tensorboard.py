@@ -169,7 +169,9 @@ class TensorBoardLogger(Callback):
             return model.reconstruct(x, y=self._y if trainer.conditional else None)
         reconstruct = getattr(model, "reconstruct", None)
         if callable(reconstruct) and not trainer.conditional:  # e.g. a VQVAE
-            return reconstruct(x)
+            rebuilt = reconstruct(x)
+            if isinstance(rebuilt, Tensor):
+                return rebuilt
         decode = getattr(model, "decode_logits", None)
         logits = decode(out.mean) if decode is not None and not trainer.conditional else out.logits
         return self._mean(trainer, logits.reshape(x.shape))
