@@ -20,9 +20,11 @@ from torchvae.diagnostics import latent_report, layer_report
 from torchvae.gaussian import GaussianParams
 from torchvae.io.serialization import load_model
 from torchvae.likelihoods import Gaussian
+from torchvae.models._ladder import gaussian_kl as _gaussian_kl
+from torchvae.models._ladder import merge as _merge
 from torchvae.models.decoders import Decoder
 from torchvae.models.encoders import Encoder
-from torchvae.models.hierarchical import HierarchicalVAE, _gaussian_kl, _merge
+from torchvae.models.hierarchical import HierarchicalVAE
 from torchvae.models.vae import VAE
 from torchvae.objectives.importance import log_likelihood
 from torchvae.objectives.losses import ELBOLoss, IWAELoss

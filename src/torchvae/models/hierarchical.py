@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +47,9 @@ from ..likelihoods import Likelihood, check_likelihood
 from ..posteriors import DiagonalGaussian, Posterior
 from ..priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
 from ..priors._base import check_temperature
+from . import _ladder
 from ._inputs import check_posterior, prepare_endpoints, run_decoder
+from ._ladder import LatentLayer, TopLayer, gaussian_head, gaussian_kl, hidden_sizes, merge
 from ._nn import Activation, leaky_relu
 from .decoders import Decoder
 from .encoders import Encoder
@@ -56,7 +58,6 @@ from .vae import VAE, VAEOutput
 if TYPE_CHECKING:
     from torch.distributions import Distribution
 
-if TYPE_CHECKING:
     from ..samplers.gmm import LatentSampler
 
 __all__ = ["ActivationName", "HierarchicalVAE", "LatentLayer"]
@@ -72,107 +73,6 @@ _ACTIVATIONS: dict[str, Activation] = {
 }
 _PRIORS = (StandardNormal, MixturePrior, VampPrior, FlowPrior)
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-class LatentLayer(NamedTuple):
-    r"""One stochastic layer of a path through a :class:`HierarchicalVAE` (bottom first).
-
-    Shapes are ``(*k, batch, d_l)`` for the samples and parameters and ``(*k, batch)`` for
-    the log-densities, ``k`` the number of samples per example when one was asked for (the
-    top layer's ``q`` has no ``k``: it depends on :math:`x` alone).
-
-    Attributes:
-        z: the sample (or the location, on a deterministic path) :math:`z_l`.
-        q: :math:`q_\phi(z_l \mid z_{l+1}, x)` (the top layer: :math:`q_\phi(z_L \mid x)`).
-        p: :math:`p_\theta(z_l \mid z_{l+1})`; ``None`` for the top layer, whose prior is
-            the model's ``prior``.
-        log_q: :math:`\log q(z_l \mid \cdot)` at ``z``.
-        log_p: :math:`\log p(z_l \mid z_{l+1})` (the top layer: :math:`\log p(z_L)`).
-        kl: the layer's KL per example: in closed form given the layer above, or the
-            Monte Carlo estimate ``log_q - log_p`` where the prior has no closed form.
-        kl_per_dim: the closed-form KL per dimension, or ``None`` where there is none.
-    """
-
-    z: Tensor
-    q: GaussianParams
-    p: GaussianParams | None
-    log_q: Tensor
-    log_p: Tensor
-    kl: Tensor
-    kl_per_dim: Tensor | None
-
-
-def _merge(up: GaussianParams, p: GaussianParams) -> GaussianParams:
-    r"""Precision weighting: :math:`\sigma_q^{-2} = \hat\sigma^{-2} + \sigma_p^{-2}`."""
-    log_var = -torch.logaddexp(-up.log_var, -p.log_var)
-    # The weight of the bottom-up mean, sigma_up^-2 / (sigma_up^-2 + sigma_p^-2).
-    weight = torch.sigmoid(p.log_var - up.log_var)
-    return GaussianParams(p.mean + weight * (up.mean - p.mean), log_var)
-
-
-def _gaussian_kl(q: GaussianParams, p: GaussianParams) -> Tensor:
-    r"""The KL of two diagonal Gaussians, :math:`\mathrm{KL}(q \,\|\, p)`, per dimension."""
-    ratio = q.log_var - p.log_var
-    # expm1(r) - r >= 0 exactly; rounding near r = 0 could make it negative, hence the clamp.
-    spread = (torch.expm1(ratio) - ratio).clamp_min(0.0)
-    return 0.5 * (spread + (q.mean - p.mean).square() * torch.exp(-p.log_var))
-
-
-def _draw(
-    q: GaussianParams,
-    n_samples: int | None,
-    generator: torch.Generator | None,
-    location: bool,
-    noise: Tensor | None,
-) -> tuple[Tensor, Tensor]:
-    """A reparameterized sample of ``q`` (or its mean) and its log-density."""
-    if location:
-        return q.mean, -0.5 * (q.log_var + _LOG_2PI).sum(-1)
-    if noise is None:
-        shape = q.mean.shape if n_samples is None else (n_samples, *q.mean.shape)
-        kw: dict[str, Any] = {} if generator is None else {"generator": generator}
-        noise = torch.randn(shape, dtype=q.mean.dtype, device=q.mean.device, **kw)
-    z = q.mean + q.std * noise
-    return z, -0.5 * (noise.square() + q.log_var + _LOG_2PI).sum(-1)
-
-
-def _gaussian_head(block: Encoder, h: Tensor) -> tuple[Tensor, GaussianParams]:
-    """A block's hidden layers, then its mean and log-variance heads."""
-    h = block.hidden(h)
-    return h, GaussianParams(block.mean(h), block.log_var(h))
-
-
-class _TopLayer:
-    """What the prior sees of the model when it is bound: the top stochastic layer."""
-
-    num_classes = None
-
-    def __init__(self, model: HierarchicalVAE) -> None:
-        self._model = model
-        self.latent_dim = model.latent_dims[-1]
-        self.data_shape = model.data_shape
-        self.likelihood = model.likelihood
-        self.posterior_head = model.posterior_head
-        self.data_range = model.likelihood.data_range
-
-    def encode_trusted(self, x: Tensor, y: Tensor | None = None) -> GaussianParams:
-        return self._model.encode_trusted(x, y)
-
-
-def _hidden_sizes(hidden_dims: object, layers: int) -> tuple[tuple[int, ...], ...]:
-    if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
-        raise TypeError(f"hidden_dims must be a sequence of sequences of ints, got {hidden_dims!r}")
-    if len(hidden_dims) != layers:
-        raise ValueError(
-            f"hidden_dims must give one sequence of hidden sizes per stochastic layer "
-            f"({layers}, as latent_dims), got {len(hidden_dims)}"
-        )
-    out = []
-    for i, sizes in enumerate(hidden_dims):
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-            raise TypeError(f"hidden_dims[{i}] must be a sequence of ints, got {sizes!r}")
-        out.append(check_positive_ints(sizes, f"hidden_dims[{i}]") if len(sizes) else ())
-    return tuple(out)
 
 
 class HierarchicalVAE(VAE):
@@ -253,7 +153,7 @@ class HierarchicalVAE(VAE):
         dims = check_positive_ints(latent_dims, "latent_dims")
         if not dims:
             raise ValueError("latent_dims must name at least one stochastic layer, got ()")
-        hidden = _hidden_sizes(hidden_dims, len(dims))
+        hidden = hidden_sizes(hidden_dims, len(dims))
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
@@ -287,7 +187,7 @@ class HierarchicalVAE(VAE):
         self.posterior_head: Posterior = DiagonalGaussian()
         self.posterior_head.bind(dims[-1])
         self.prior: Prior = StandardNormal() if prior is None else self._check_prior(prior)
-        self.prior.bind(cast(VAE, _TopLayer(self)))
+        self.prior.bind(cast(VAE, TopLayer(self)))
 
     def _check_prior(self, prior: object) -> Prior:
         if type(prior) not in _PRIORS:
@@ -342,7 +242,7 @@ class HierarchicalVAE(VAE):
     def _bottom_up(self, x: Tensor) -> list[GaussianParams]:
         h, out = x.reshape(x.shape[0], -1), []
         for block in cast(nn.ModuleList, self.encoder):
-            h, params = _gaussian_head(cast(Encoder, block), h)
+            h, params = gaussian_head(cast(Encoder, block), h)
             out.append(params)
         return out
 
@@ -358,7 +258,7 @@ class HierarchicalVAE(VAE):
 
     def _conditional(self, index: int, z_above: Tensor) -> GaussianParams:
         """:math:`p(z_l \\mid z_{l+1})` for the layer at 0-based ``index``."""
-        return _gaussian_head(cast(Encoder, self.top_down[index]), z_above)[1]
+        return gaussian_head(cast(Encoder, self.top_down[index]), z_above)[1]
 
     def _decode_bottom(self, z1: Tensor) -> Tensor:
         lead = z1.shape[:-1]
@@ -379,7 +279,9 @@ class HierarchicalVAE(VAE):
         """The bottom-up pass, then the top-down one: sampled, on given noise, or the means."""
         up = self._bottom_up(x)
         top = up[-1]
-        z, log_q = _draw(top, n_samples, generator, location, None if noise is None else noise[-1])
+        z, log_q = _ladder.draw(
+            top, n_samples, generator, location, None if noise is None else noise[-1]
+        )
         log_p = self.prior.log_prob(z)
         closed = None if location else self.prior.kl_closed_form(self.posterior_head, top)
         per_dim = closed if closed is not None and closed.ndim == 2 else None
@@ -387,9 +289,11 @@ class HierarchicalVAE(VAE):
         layers = [LatentLayer(z, top, None, log_q, log_p, kl, per_dim)]
         for i in range(len(up) - 2, -1, -1):
             p = self._conditional(i, z)
-            q = _merge(up[i], p)
-            z, log_q = _draw(q, None, generator, location, None if noise is None else noise[i])
-            per_dim = _gaussian_kl(q, p)
+            q = merge(up[i], p)
+            z, log_q = _ladder.draw(
+                q, None, generator, location, None if noise is None else noise[i]
+            )
+            per_dim = gaussian_kl(q, p)
             layers.append(LatentLayer(z, q, p, log_q, p.log_prob(z), per_dim.sum(-1), per_dim))
         return tuple(layers[::-1])
 
@@ -523,7 +427,7 @@ class HierarchicalVAE(VAE):
                 z = p.mean
             else:
                 scaled = GaussianParams(p.mean, p.log_var + 2.0 * math.log(temperature))
-                z = _draw(scaled, None, generator, False, None)[0]
+                z = _ladder.draw(scaled, None, generator, False, None)[0]
         logits = self._decode_bottom(z)
         assert self.data_shape is not None
         return self._output(logits, draw, generator).reshape(n, *self.data_shape)
