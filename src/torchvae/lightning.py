@@ -39,7 +39,7 @@ from .training._batches import unpack
 from .training._optimizers import aux_parameters
 
 try:
-    L = importlib.import_module("lightning")
+    L: Any = importlib.import_module("lightning")
 except ImportError as e:  # pragma: no cover (the extra is installed where this is tested)
     raise ImportError(
         "torchvae.lightning needs Lightning: pip install torchvae[lightning] (or pip install "
@@ -51,7 +51,10 @@ __all__ = ["VAEModule"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
-class VAEModule(L.LightningModule):  # type: ignore[misc]
+_LightningModule: Any = L.LightningModule
+
+
+class VAEModule(_LightningModule):  # type: ignore[misc]
     """A ``LightningModule`` that trains ``model`` on ``loss``.
 
     Args:
