@@ -16,6 +16,8 @@ from torchvae.io.serialization import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
 HAS_YAML = importlib.util.find_spec("yaml") is not None
+HAS_TOML = any(importlib.util.find_spec(m) is not None for m in ("tomllib", "tomli"))
+NEEDS_TOML = pytest.mark.skipif(not HAS_TOML, reason="needs tomllib (Python 3.11+) or tomli")
 
 
 def _config(out: Path) -> dict[str, object]:
@@ -59,7 +61,7 @@ def _write(path: Path, data: Path) -> Path:
 @pytest.mark.parametrize(
     "suffix",
     [
-        ".toml",
+        pytest.param(".toml", marks=NEEDS_TOML),
         ".json",
         pytest.param(".yaml", marks=pytest.mark.skipif(not HAS_YAML, reason="needs PyYAML")),
     ],
@@ -79,6 +81,7 @@ def test_file_options_and_flags_over_them(
     assert settings["batch_size"] == 4 and _config(out)["epochs"] == 1
 
 
+@NEEDS_TOML
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -102,6 +105,7 @@ def test_bad_files_are_one_clear_error(
     assert pytest.importorskip("re").search(match, err), err
 
 
+@NEEDS_TOML
 def test_read_config_refuses_other_files(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match=r"no such file"):
         read_config(tmp_path / "missing.yaml")

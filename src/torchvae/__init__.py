@@ -17,9 +17,11 @@ from .callbacks import (
     BetaSchedule,
     Callback,
     EarlyStopping,
+    MLflowLogger,
     ModelCheckpoint,
     ProgressBar,
     TensorBoardLogger,
+    WandbLogger,
 )
 from .data import (
     MNIST,
@@ -118,6 +120,7 @@ __all__ = [
     "LatentReport",
     "Likelihood",
     "LossOutput",
+    "MLflowLogger",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "PosteriorCollapseWarning",
@@ -133,6 +136,7 @@ __all__ = [
     "TensorLoader",
     "Trainer",
     "VAEOutput",
+    "WandbLogger",
     "__version__",
     "active_units",
     "bits_per_dim",
