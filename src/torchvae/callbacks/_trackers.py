@@ -90,7 +90,10 @@ class MLflowLogger(TensorBoardLogger):
         experiment: the experiment's name, created if absent; default MLflow's default.
         run_name: the run's name.
         run_id: an existing run to continue (for example after a resume).
-        n_images, seed, hparams, diagnostics: as for :class:`~torchvae.TensorBoardLogger`.
+        n_images: how many inputs and samples to show.
+        seed: seed of the fixed samples and of the diagnostics' sampling.
+        hparams: extra hyper-parameters to record (the data set, ...).
+        diagnostics: examples the latent diagnostics use each epoch; 0 turns them off.
 
     Raises:
         ImportError: when training starts, if MLflow is not installed (``pip install
@@ -206,7 +209,10 @@ class WandbLogger(TensorBoardLogger):
         dir: the folder W&B writes in (default: W&B's, ``WANDB_DIR`` or the cwd).
         mode: ``"online"``, ``"offline"`` or ``"disabled"`` (default: W&B's own).
         run_id: an existing run to continue (for example after a resume).
-        n_images, seed, hparams, diagnostics: as for :class:`~torchvae.TensorBoardLogger`.
+        n_images: how many inputs and samples to show.
+        seed: seed of the fixed samples and of the diagnostics' sampling.
+        hparams: extra hyper-parameters to record (the data set, ...).
+        diagnostics: examples the latent diagnostics use each epoch; 0 turns them off.
         **init: further arguments of ``wandb.init`` (``entity``, ``tags``, ``group``, ...).
 
     Raises:
