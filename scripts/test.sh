@@ -16,6 +16,11 @@ set -x
 .venv/bin/python benchmarks/bench_import.py --quick
 .venv/bin/python benchmarks/bench_train.py --quick
 .venv/bin/python benchmarks/bench_nll.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_priors.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_step.py --quick
 .venv/bin/python benchmarks/bench_data.py --quick
+.venv/bin/python benchmarks/bench_bpd.py --quick
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
+.venv/bin/python benchmarks/bench_disentangle.py --quick
+.venv/bin/python benchmarks/bench_families.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae

@@ -87,7 +87,7 @@ def test_file_options_and_flags_over_them(
     [
         ("latent-dim = 3\n", r"unknown option 'latent-dim' \(did you mean 'latent_dim'\?\)"),
         ("latent_dim = 0\n", r"latent_dim: expected an integer >= 1, got '0'"),
-        ('model = "resnet"\n', r"model must be one of mlp, conv"),
+        ('model = "transformer"\n', r"model must be one of mlp, conv"),
         ('conditional = "yes"\n', r"conditional must be true or false"),
         ("config = 'other.toml'\n", r"unknown option 'config'"),
         ("latent_dim = \n", r"is not valid TOML"),
@@ -133,3 +133,19 @@ def test_a_config_json_that_records_another_model_is_refused(
     args = ["train", "--config", str(tmp_path / "edited.json"), "--out-dir", str(tmp_path / "b")]
     assert main(args) == 1
     assert "records model" in capsys.readouterr().err
+
+
+@NEEDS_TOML
+def test_key_value_options_take_a_table(tmp_path: Path) -> None:
+    import argparse
+
+    from torchvae.cli._config import apply_config
+    from torchvae.cli._parser import build_parser
+
+    path = tmp_path / "run.toml"
+    path.write_text('objective = "iwae"\n[objective_params]\nk = 5\nname = "x"\n')
+    parser = build_parser()
+    argv = ["train", "--config", str(path)]
+    args = apply_config(parser, argv, parser.parse_args(argv))
+    assert isinstance(args, argparse.Namespace)
+    assert args.objective == "iwae" and dict(args.objective_params) == {"k": 5, "name": "x"}

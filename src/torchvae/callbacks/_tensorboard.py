@@ -171,6 +171,11 @@ class TensorBoardLogger(Callback):
         model = trainer.model
         if isinstance(model, VAE):
             return model.reconstruct(x, y=self._y if trainer.conditional else None)
+        reconstruct = getattr(model, "reconstruct", None)
+        if callable(reconstruct) and not trainer.conditional:  # e.g. a VQVAE
+            rebuilt = reconstruct(x)
+            if isinstance(rebuilt, Tensor):
+                return rebuilt
         decode = getattr(model, "decode_logits", None)
         logits = decode(out.mean) if decode is not None and not trainer.conditional else out.logits
         return self._mean(trainer, logits.reshape(x.shape))
@@ -184,9 +189,13 @@ class TensorBoardLogger(Callback):
         if trainer.conditional:
             classes = int(getattr(model, "num_classes", 1))
             labels = torch.arange(n, device=trainer.device) % classes
+        g = torch.Generator(device=trainer.device).manual_seed(self.seed)
         if isinstance(model, VAE):
-            g = torch.Generator(device=trainer.device).manual_seed(self.seed)
             return model.sample(n, generator=g, y=labels)
+        sample = getattr(model, "sample", None)
+        if callable(sample) and labels is None and getattr(model, "can_sample", True):
+            drawn = sample(n, generator=g)
+            return drawn if isinstance(drawn, Tensor) else None
         decode = getattr(model, "decode_logits", None)
         if self._z is None or decode is None:
             return None
@@ -201,8 +210,11 @@ class TensorBoardLogger(Callback):
         model.eval()
         try:
             out = trainer.forward(x, self._y)
-            self.writer.add_histogram("latent/posterior_mean", out.mean.float().cpu(), step)
-            self.writer.add_histogram("latent/posterior_log_var", out.log_var.float().cpu(), step)
+            if hasattr(out, "mean") and hasattr(out, "log_var"):  # a Gaussian posterior
+                self.writer.add_histogram("latent/posterior_mean", out.mean.float().cpu(), step)
+                self.writer.add_histogram(
+                    "latent/posterior_log_var", out.log_var.float().cpu(), step
+                )
             inputs = _as_images(self._to_picture(trainer, x))
             recon = _as_images(self._to_picture(trainer, self._reconstructions(trainer, x, out)))
             if inputs is not None and recon is not None:
@@ -233,6 +245,8 @@ class TensorBoardLogger(Callback):
         self.writer.flush()
 
     def _log_diagnostics(self, trainer: TrainerView, step: int) -> None:
+        if not getattr(trainer.model, "latent_diagnostics", True):  # e.g. discrete codes
+            return
         data: Any = trainer.val
         if data is None:
             if self._n_seen < 2:

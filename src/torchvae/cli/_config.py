@@ -119,6 +119,16 @@ def _convert(action: argparse.Action, key: str, value: Any, path: Path) -> Any:
         return value
     if value is None:
         return None
+    if isinstance(action, argparse._AppendAction):  # KEY=VALUE pairs: a mapping, or a list
+        items = (
+            [f"{k}={json.dumps(v)}" for k, v in value.items()]
+            if isinstance(value, dict)
+            else [str(v) for v in (value if isinstance(value, list) else [value])]
+        )
+        try:
+            return [action.type(item) if callable(action.type) else item for item in items]
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise CLIError(f"{where}: {e}") from None
     if isinstance(value, bool | dict):
         raise CLIError(f"{where} must be {action.metavar or 'a value'}, got {value!r}")
     listed = isinstance(value, list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "DATASETS",
     "DEFAULTS",
     "EVAL_EPILOG",
     "NUM_CLASSES",
@@ -18,6 +20,8 @@ __all__ = [
     "TRAIN_EPILOG",
     "CLIError",
     "build_parser",
+    "check_dataset",
+    "parse_param",
 ]
 
 
@@ -42,6 +46,16 @@ DEFAULTS: dict[str, Any] = {
     "binarize": "none",
     "conditional": False,
     "seed": 0,
+    # model families, objectives and data beyond the textbook's (defaults: as before)
+    "objective": "elbo",
+    "objective_params": {},
+    "latent_dims": None,
+    "blocks": 2,
+    "codebook_size": 128,
+    "code_prior_epochs": 5,
+    "dequantize": False,
+    "fit_sampler": "none",
+    "sampler_components": 10,
 }
 
 TRAIN_EPILOG = """examples:
@@ -102,6 +116,55 @@ def _listify(text: str) -> list[int]:
     return [value] if isinstance(value, int) else value
 
 
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "sprites")
+
+
+def check_dataset(text: str) -> str:
+    """``--dataset``: a built-in name, ``folder:PATH`` or ``file:PATH``."""
+    if text in DATASETS or text.startswith(("folder:", "file:")):
+        return text
+    raise ValueError(
+        f"unknown data set {text!r}: one of {', '.join(DATASETS)}, folder:PATH (a folder of "
+        f"images) or file:PATH (.npy, .npz or .pt)"
+    )
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``--objective-param KEY=VALUE``; the value is read as JSON (a number, true, a list)
+    when it parses as JSON, else kept as text."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.isidentifier():
+        raise ValueError(f"expected KEY=VALUE with KEY a Python name, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of ints, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints, got {text!r}")
+    return values
+
+
+def _dataset(text: str) -> str:
+    try:
+        return check_dataset(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _param(text: str) -> tuple[str, Any]:
+    try:
+        return parse_param(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _device(text: str) -> str:
     try:
         ok = text == "auto" or torch.device(text).type in ("cpu", "cuda", "mps")
@@ -147,12 +210,55 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a VAE", epilog=TRAIN_EPILOG, formatter_class=fmt
     )
-    _setting(train, "--dataset", "data set", choices=["mnist", "fashion-mnist"])
+    _setting(
+        train,
+        "--dataset",
+        "mnist, fashion-mnist, cifar10, sprites, folder:PATH or file:PATH",
+        type=_dataset,
+        metavar="DATA",
+    )
     data(train)
-    _setting(train, "--model", "encoder/decoder family", choices=["mlp", "conv"])
+    _setting(
+        train,
+        "--model",
+        "model family",
+        choices=["mlp", "conv", "resnet", "hierarchical", "vqvae"],
+    )
     _setting(train, "--hidden-dim", "MLP hidden size, or sizes as a comma list", type=_sizes)
     _setting(train, "--channels", "conv channels, comma list", type=_listify)
     _setting(train, "--latent-dim", "dimension of z", type=_pos_int)
+    _setting(
+        train,
+        "--latent-dims",
+        "hierarchical: each stochastic layer's size, bottom first (100,50: Burda et al.'s)",
+        type=_int_list,
+    )
+    _setting(train, "--blocks", "resnet: residual blocks per stage", type=_pos_int)
+    _setting(train, "--codebook-size", "vqvae: codes in the codebook", type=_pos_int)
+    _setting(
+        train,
+        "--code-prior-epochs",
+        "vqvae: epochs of the PixelCNN prior over codes, fitted after (0: none)",
+        type=_nonneg_int,
+    )
+    _setting(
+        train,
+        "--objective",
+        "training objective",
+        choices=[
+            "elbo", "iwae", "miwae", "piwae", "ciwae", "dreg", "capacity", "btcvae",
+            "factorvae", "dip-i", "dip-ii", "infovae", "wae", "vq",
+        ],
+    )  # fmt: skip
+    train.add_argument(
+        "--objective-param",
+        dest="objective_params",
+        action="append",
+        type=_param,
+        metavar="KEY=VALUE",
+        help="an argument of the objective's class, e.g. k=50 (iwae) or gamma=10 (factorvae); "
+        "repeat for several",
+    )
     train.add_argument("--epochs", type=_epochs, default=10, help="total epochs (default: 10)")
     _setting(train, "--batch-size", "training batch size", type=_pos_int)
     _setting(train, "--lr", "Adam learning rate", type=_pos_float)
@@ -163,7 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         train,
         "--likelihood",
         "p(x|z)",
-        choices=["bernoulli", "continuous-bernoulli", "gaussian"],
+        choices=[
+            "bernoulli", "continuous-bernoulli", "gaussian", "discretized-logistic",
+            "discretized-mixture",
+        ],
+    )  # fmt: skip
+    _setting(
+        train, "--dequantize", "uniformly dequantized 8-bit data, (x+u)/256", action="store_true"
     )
     _setting(train, "--prior", "p(z)", choices=["standard", "mixture", "vamp", "flow"])
     train.add_argument(
@@ -176,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(train, "--posterior", "q(z|x)", choices=["gaussian", "flow"])
     _setting(train, "--binarize", "binarize images", choices=["none", "dynamic", "static"])
     _setting(train, "--conditional", "condition on the class label", action="store_true")
+    _setting(
+        train,
+        "--fit-sampler",
+        "after training, fit an ex-post sampler to the aggregate posterior, saved with the model",
+        choices=["none", "gmm"],
+    )
+    _setting(train, "--sampler-components", "components of the fitted mixture", type=_pos_int)
     train.add_argument("--out-dir", type=Path, help="output folder (default: runs/DATASET-TIME)")
     train.add_argument(
         "--resume", help="'last' (in --out-dir) or a checkpoint file or folder to continue"
@@ -202,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=_nonneg_float, default=1.0, help="prior scale")
     sample.add_argument("--label", type=_nonneg_int, help="class to draw (conditional models)")
     sample.add_argument("--nrow", type=_pos_int, help="images per row of the grid")
+    sample.add_argument(
+        "--sampler",
+        choices=["prior", "fitted"],
+        default="prior",
+        help="draw z from the prior, or from the sampler fitted by train --fit-sampler",
+    )
     common(sample)
 
     ev = commands.add_parser(
@@ -213,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--checkpoint", type=Path, required=True, help="model.pt, checkpoint or run folder"
     )
-    ev.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="default: the run's")
+    ev.add_argument("--dataset", type=_dataset, metavar="DATA", help="default: the run's")
     data(ev)
     ev.add_argument("--k", type=_pos_int, default=1000, help="importance samples (default: 1000)")
     ev.add_argument("--chunk-size", type=_pos_int, default=8192, help="decodes held at once")

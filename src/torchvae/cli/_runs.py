@@ -27,6 +27,7 @@ from ..models.encoders import ConvEncoder, Encoder
 from ..models.vae import VAE
 from ..posteriors import DiagonalGaussian, FlowPosterior
 from ..priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
+from ._families import build_family, likelihood_for
 from ._parser import DEFAULTS, NUM_CLASSES, CLIError
 
 __all__ = [
@@ -88,6 +89,11 @@ def build_model(settings: Mapping[str, Any], image_shape: Sequence[int]) -> nn.M
     shape = tuple(image_shape)
     dim, latent = math.prod(shape), settings["latent_dim"]
     parts = parts_named(settings)
+    family = build_family(settings, shape, parts)
+    if family is not None:
+        if settings["conditional"]:
+            raise CLIError(f"--conditional is for --model mlp or conv, not {settings['model']}")
+        return family
     if settings["model"] == "conv":
         channels = tuple(settings["channels"])
         if settings["conditional"]:
@@ -104,6 +110,9 @@ def build_model(settings: Mapping[str, Any], image_shape: Sequence[int]) -> nn.M
 
 
 def likelihood_named(name: str) -> Likelihood:
+    discretized = likelihood_for(name)
+    if discretized is not None:
+        return discretized
     if name == "gaussian":
         return Gaussian(scale=0.1, learn_scale=True)
     return ContinuousBernoulli() if name == "continuous-bernoulli" else Bernoulli()
@@ -235,14 +244,18 @@ def image_shape_of(model: nn.Module, run: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def draw(model: Any, n: int, labels: Tensor | None, seed: int, t: float) -> Tensor:
+def draw(
+    model: Any, n: int, labels: Tensor | None, seed: int, t: float, sampler: bool = False
+) -> Tensor:
     """``n`` images: the mean of ``p(x|z)`` for ``z ~ p(z)`` at temperature ``t``, clamped to
-    the likelihood's data range for the picture."""
+    the likelihood's data range for the picture; ``sampler``: z from ``model.sampler``."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     model.eval()
-    y = None if labels is None else labels.to(device)
-    images: Tensor = model.sample(n, generator=gen, temperature=t, y=y)
+    extra: dict[str, Any] = {} if labels is None else {"y": labels.to(device)}
+    if sampler:
+        extra["sampler"] = model.sampler
+    images: Tensor = model.sample(n, generator=gen, temperature=t, **extra)
     low, high = getattr(model.likelihood, "data_range", None) or (0.0, 1.0)
     return ((images.float() - low) / (high - low)).clamp(0, 1).cpu()
 
@@ -259,7 +272,8 @@ def save_grid_for(
 ) -> None:
     labels = torch.arange(100) % NUM_CLASSES if settings["conditional"] else None
     n, nrow = (100, NUM_CLASSES) if labels is not None else (64, 8)
-    save_grid(draw(model, n, labels, settings["seed"], 1.0), shape, path, nrow)
+    fitted = getattr(model, "sampler", None) is not None
+    save_grid(draw(model, n, labels, settings["seed"], 1.0, fitted), shape, path, nrow)
 
 
 def check_image_path(path: Path) -> None:

@@ -30,6 +30,17 @@ def sample_command(args: argparse.Namespace) -> None:
             else torch.arange(args.n) % num_classes
         )
     nrow = args.nrow or (num_classes if conditional and args.label is None else 8)
-    images = draw(model, args.n, labels, args.seed, args.temperature)
+    fitted = args.sampler == "fitted"
+    if fitted and getattr(model, "sampler", None) is None:
+        raise CLIError(
+            f"--sampler fitted: {args.checkpoint} holds no fitted sampler (train with "
+            f"--fit-sampler gmm, or set model.sampler and save the model)"
+        )
+    if not getattr(model, "can_sample", True):
+        raise CLIError(
+            f"{args.checkpoint} cannot sample: a VQ-VAE needs its prior over codes (train with "
+            f"--code-prior-epochs N)"
+        )
+    images = draw(model, args.n, labels, args.seed, args.temperature, fitted)
     save_grid(images, image_shape_of(model, run), args.out, nrow)
     print(f"wrote {args.n} samples to {args.out}")

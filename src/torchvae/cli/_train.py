@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from ..callbacks import BetaSchedule, Callback, ModelCheckpoint, ProgressBar, TensorBoardLogger
-from ..data.mnist import mnist_loaders
 from ..io._atomic import remove_stray_temps
 from ..io._lock import hold_folder
 from ..io.checkpoint import find_last_checkpoint, load_checkpoint
@@ -23,12 +22,12 @@ from ..io.serialization import (
     model_config,
 )
 from ..io.serialization import save_model as _save_model
-from ..objectives.losses import ELBOLoss
 from ..schedules import Linear
 from ..training._distributed import rank_device
 from ..training._optimizers import default_optimizer
 from ..training.trainer import Trainer
 from ._config import repeatable
+from ._families import after_training, build_objective, load_loaders, main_parameters
 from ._parser import DEFAULTS, CLIError
 from ._runs import (
     RunInfo,
@@ -46,6 +45,8 @@ __all__ = ["settings_of", "train_command"]
 def settings_of(args: argparse.Namespace, saved: Mapping[str, Any] | None) -> dict[str, Any]:
     # Runs from before a setting existed had its default.
     settings = dict(DEFAULTS, **(saved or {}))
+    if isinstance(getattr(args, "objective_params", None), list):  # KEY=VALUE pairs
+        args.objective_params = dict(args.objective_params)
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is None:
@@ -125,25 +126,25 @@ def _train_holding(args: argparse.Namespace, hold: _Hold) -> None:
             f"{out_dir}, or choose another --out-dir"
         )
     device = resolve_device(args.device)
-    train, test = mnist_loaders(
-        root=args.data_dir,
-        dataset=settings["dataset"],
-        batch_size=settings["batch_size"],
-        flatten=settings["model"] == "mlp",
-        binarize=settings["binarize"],
-        seed=settings["seed"],
+    train, test, shape = load_loaders(
+        settings,
+        args.data_dir,
         download=args.download,
         device=rank_device(device),  # under torchrun, this process's GPU
         max_batches=args.max_batches,
     )
     hold(out_dir, create=True)  # the data is there: the run starts writing
-    image_shape = [1, *train.images.shape[1:]]
+    image_shape = list(shape)
     torch.manual_seed(settings["seed"])  # the initial weights, too, follow --seed
     model = build_model(settings, image_shape)
-    loss = ELBOLoss(beta=settings["beta"], free_bits=settings["free_bits"])
+    loss = build_objective(settings, model, train.dataset_size)
+    if settings["warmup_epochs"] > 0 and not hasattr(loss, "beta"):
+        raise CLIError(
+            f"--warmup-epochs warms up a beta; --objective {settings['objective']} has none"
+        )
     model.to(rank_device(device))  # so that the optimizer is made for the right device
     loss.to(rank_device(device))
-    params = [*model.parameters(), *loss.parameters()]
+    params = main_parameters(model, loss)
     run: dict[str, Any] = {
         "settings": settings,
         "image_shape": image_shape,
@@ -177,7 +178,9 @@ def _train_holding(args: argparse.Namespace, hold: _Hold) -> None:
         return
 
     model_path, samples_path = out_dir / "model.pt", out_dir / "samples.png"
-    save_grid_for(trainer.model, settings, image_shape, samples_path)
+    after_training(trainer.model, settings, train, test, device)
+    if getattr(trainer.model, "can_sample", True):
+        save_grid_for(trainer.model, settings, image_shape, samples_path)
     metadata: dict[str, Any] = {
         "dataset": settings["dataset"],
         "image_shape": image_shape,

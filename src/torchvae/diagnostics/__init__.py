@@ -36,6 +36,7 @@ unconditional models.
 
 from __future__ import annotations
 
+from ._layers import LayerReport, layer_report
 from ._report import (
     ActiveUnits,
     LatentReport,
@@ -50,10 +51,12 @@ from ._report import (
 __all__ = [
     "ActiveUnits",
     "LatentReport",
+    "LayerReport",
     "PosteriorCollapseWarning",
     "active_units",
     "kl_per_dimension",
     "latent_report",
+    "layer_report",
     "mutual_information",
     "warn_if_collapsed",
 ]

@@ -20,11 +20,21 @@ from __future__ import annotations
 from ._base import Likelihood
 from ._bernoulli import Bernoulli, ContinuousBernoulli, continuous_bernoulli_log_norm
 from ._checks import check_likelihood, describe, same_likelihood
+from ._discretized import (
+    DiscretizedLogistic,
+    DiscretizedLogisticDistribution,
+    DiscretizedLogisticMixture,
+    DiscretizedLogisticMixtureDistribution,
+)
 from ._gaussian import Gaussian
 
 __all__ = [
     "Bernoulli",
     "ContinuousBernoulli",
+    "DiscretizedLogistic",
+    "DiscretizedLogisticDistribution",
+    "DiscretizedLogisticMixture",
+    "DiscretizedLogisticMixtureDistribution",
     "Gaussian",
     "Likelihood",
     "check_likelihood",

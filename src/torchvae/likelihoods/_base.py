@@ -37,9 +37,13 @@ class Likelihood(nn.Module):
     Attributes:
         data_range: the interval the data lie in, ``(low, high)``, or ``None`` for
             unbounded data; used to clamp pictures and to bound a VampPrior's pseudo-inputs.
+        discrete: whether :meth:`log_prob` is the log of a probability mass over discrete
+            values (Bernoulli, the discretized logistics) rather than of a density; it
+            decides how :func:`~torchvae.bits_per_dim` treats dequantized data.
     """
 
     data_range: tuple[float, float] | None = (0.0, 1.0)
+    discrete: bool = False
 
     def params_shape(self, data_shape: Sequence[int]) -> tuple[int, ...]:
         """The decoder output shape this likelihood needs for one example of ``data_shape``."""
@@ -96,7 +100,9 @@ class Likelihood(nn.Module):
         r""":math:`\log p_\theta(x \mid z)` summed over the features of each example.
 
         Args:
-            logits: decoder output, ``(*sample, batch, *event)``, floating point, finite.
+            logits: decoder output, ``(*sample, batch, *params_shape(event))`` (``event``
+                is ``x.shape[1:]``; the same for the built-in one-per-feature likelihoods),
+                floating point, finite.
             x: data, ``(batch, *event)``, valid for this likelihood (see
                 :meth:`validate_target`); cast to ``logits``' dtype.
 
@@ -110,11 +116,12 @@ class Likelihood(nn.Module):
         """
         logits = check_finite(check_floating(logits, "logits"), "logits")
         x = self.validate_target(x)
-        if x.ndim < 1 or tuple(logits.shape[logits.ndim - x.ndim :]) != tuple(x.shape):
+        want = (*x.shape[:1], *self.params_shape(tuple(x.shape[1:]))) if x.ndim else ()
+        if x.ndim < 1 or tuple(logits.shape[logits.ndim - len(want) :]) != want:
             raise ValueError(
-                f"logits must have shape (*sample, *x.shape) = (..., "
-                f"{', '.join(map(str, x.shape))}), got logits {tuple(logits.shape)} and x "
-                f"{tuple(x.shape)}"
+                f"logits must have shape (*sample, batch, *params_shape) = (..., "
+                f"{', '.join(map(str, want))}) for x of shape {tuple(x.shape)}, got logits "
+                f"{tuple(logits.shape)}"
             )
         if x.device != logits.device:
             raise ValueError(f"x is on {x.device} but logits are on {logits.device}")

@@ -85,6 +85,8 @@ class Bernoulli(Likelihood):
         tensor([-2.0794])
     """
 
+    discrete = True  # a probability mass on binary data
+
     def validate_target(self, x: Tensor, name: str = "x") -> Tensor:
         return check_in_unit_interval(
             check_floating(x, name), name, "a Bernoulli likelihood (scale images to [0, 1])"

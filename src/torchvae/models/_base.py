@@ -83,6 +83,10 @@ class VAEBase(nn.Module):
         self.posterior_head: Posterior = DiagonalGaussian() if posterior is None else posterior
         self.posterior_head.bind(self.latent_dim)
         self._check_sizes(decoder)
+        # A likelihood whose parameters are not one per feature (a mixture per pixel): the
+        # decoder's output is laid out as it asks, and x scored in the data's shape.
+        layout = None if self.data_shape is None else self.likelihood.params_shape(self.data_shape)
+        self._layout = None if layout is None or tuple(layout) == self.data_shape else tuple(layout)
         self.prior: Prior = StandardNormal() if prior is None else prior
         self.prior.bind(self)
         like = next(iter([*encoder.parameters(), *decoder.parameters()]), None)
@@ -177,7 +181,44 @@ class VAEBase(nn.Module):
             z = torch.cat([z, e.expand(*lead, e.shape[-1])], dim=-1)
         flat = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
         logits = run_decoder(self.decoder, flat)
+        if self._layout is not None:
+            return logits.reshape(*lead, *self._layout)
         return logits if z.ndim == 2 else logits.reshape(*lead, *logits.shape[1:])
+
+    def _scored_shapes(self, x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shape ``x``'s examples are scored in, and the decoder output's layout."""
+        if self._layout is not None:
+            assert self.data_shape is not None
+            return self.data_shape, self._layout
+        event = tuple(x.shape[1:])
+        if self.data_shape is not None:
+            return event, event
+        return event, tuple(self.likelihood.params_shape(event))
+
+    def _sampler_latent(
+        self,
+        sampler: object,
+        n: int,
+        generator: torch.Generator | None,
+        temperature: float,
+        dim: int,
+    ) -> Tensor:
+        """``sampler.sample(n, generator, temperature)``, checked to be ``n`` latents of ``dim``."""
+        draw = getattr(sampler, "sample", None)
+        if not callable(draw):
+            raise TypeError(
+                f"sampler must have a method sample(n, generator=, temperature=) (e.g. a "
+                f"torchvae.GaussianMixtureSampler), got {type(sampler).__name__}"
+            )
+        z = check_floating(draw(n, generator, temperature), "the sampler's z")
+        if tuple(z.shape) != (n, dim):
+            raise ValueError(
+                f"the sampler gave z of shape {tuple(z.shape)}, not (n, latent_dim) = ({n}, {dim})"
+            )
+        device, dtype = self._like_params()
+        if z.device != device:
+            raise ValueError(f"the sampler gave z on {z.device}, the model is on {device}")
+        return check_finite(z.to(dtype), "the sampler's z")
 
     def _check_latent(self, z: object, name: str = "z") -> Tensor:
         z = check_floating(z, name)

@@ -24,7 +24,7 @@ encoder sees :math:`[\operatorname{flatten}(x), e(y)]` (so an MLP encoder has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,10 @@ from ..io.registry import register_serializable
 from ._labels import EmbeddingKind, embedding_width
 from .decoders import ConvDecoder, Decoder
 from .encoders import ConvEncoder, Encoder
-from .vae import VAE, VAEOutput, _parts, _vae_config
+from .vae import VAE, VAEOutput, _parts, _vae_config, _with_sampler
+
+if TYPE_CHECKING:
+    from ..samplers.gmm import LatentSampler
 
 __all__ = ["ConditionalVAE", "EmbeddingKind"]
 
@@ -218,6 +221,7 @@ class ConditionalVAE(VAE):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         draw: bool = False,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         r"""Draw ``n`` examples of the classes ``y``; see :meth:`VAE.sample`.
 
@@ -228,8 +232,9 @@ class ConditionalVAE(VAE):
             generator: optional random generator on the parameters' device.
             temperature: the prior's spread.
             draw: return draws from :math:`p_\theta(x \mid z, y)` instead of its mean.
+            sampler: draw :math:`z` from it instead of the prior (see :meth:`VAE.sample`).
         """
-        return self._sample(n, y, generator, temperature, draw)
+        return self._sample(n, y, generator, temperature, draw, sampler)
 
     def interpolate(  # type: ignore[override]
         self,
@@ -254,12 +259,15 @@ class ConditionalVAE(VAE):
 register_serializable(
     ConditionalVAE,
     _vae_config,
-    lambda c: ConditionalVAE(
-        c["encoder"],
-        c["decoder"],
-        c["num_classes"],
-        c["embedding"],
-        c["embedding_dim"],
-        **_parts(c),
+    lambda c: _with_sampler(
+        ConditionalVAE(
+            c["encoder"],
+            c["decoder"],
+            c["num_classes"],
+            c["embedding"],
+            c["embedding_dim"],
+            **_parts(c),
+        ),
+        c,
     ),
 )

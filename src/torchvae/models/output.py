@@ -22,7 +22,9 @@ class VAEOutput(NamedTuple):
 
     Attributes:
         logits: decoder output (the likelihood's parameters), ``x``'s shape (with
-            ``n_samples=k``: ``(k, *x.shape)``).
+            ``n_samples=k``: ``(k, *x.shape)``); for a likelihood with its own layout
+            (``likelihood.params_shape(data_shape)`` other than the data's shape, e.g.
+            :class:`~torchvae.DiscretizedLogisticMixture`), ``(batch, *params_shape)``.
         mean: the encoder's :math:`\mu_\phi(x)`, ``(batch, latent_dim)``.
         log_var: the encoder's :math:`\log\sigma^2_\phi(x)`, ``(batch, latent_dim)``.
         z: the reparameterized sample(s), ``(batch, latent_dim)`` or ``(k, batch, latent_dim)``.

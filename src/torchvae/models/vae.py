@@ -19,9 +19,10 @@ the same model is conditioned on a class label :math:`y` (Sohn et al., 2015):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -46,6 +47,9 @@ from ._labels import (
     label_tensor,
 )
 from .output import VAEOutput
+
+if TYPE_CHECKING:
+    from ..samplers.gmm import LatentSampler
 
 __all__ = ["VAE", "VAEOutput"]
 
@@ -184,15 +188,22 @@ class VAE(HubMethods, VAEBase):
         closed = self.prior.kl_closed_form(self.posterior_head, params, labels)
         logits = self._decode(z, e)
         lead = z.shape[:-1]
+        event, layout = self._scored_shapes(x)
         features = logits.shape[len(lead) :].numel()
-        if features != x.shape[1:].numel():
-            raise ValueError(
-                f"decoder output has {features} features per example but x has "
-                f"{x.shape[1:].numel()} (x shape {tuple(x.shape)}, decoder output shape "
-                f"{tuple(logits.shape)})"
+        if features != math.prod(layout):
+            needs = (
+                f"x has {x.shape[1:].numel()}"
+                if layout == event
+                else f"{type(self.likelihood).__name__} needs {math.prod(layout)} "
+                f"({layout}) for examples of shape {event}"
             )
-        logits = logits.reshape(*lead[:-1], *x.shape)
-        log_px_z = self.likelihood._log_prob(logits, x.to(logits.dtype))
+            raise ValueError(
+                f"decoder output has {features} features per example but {needs} (x shape "
+                f"{tuple(x.shape)}, decoder output shape {tuple(logits.shape)})"
+            )
+        logits = logits.reshape(*lead, *layout)
+        target = x.reshape(x.shape[0], *event)
+        log_px_z = self.likelihood._log_prob(logits, target.to(logits.dtype))
         log_pz = None
         if closed is None or n_samples is not None:
             log_pz = self.prior.log_prob(z, labels)
@@ -264,6 +275,7 @@ class VAE(HubMethods, VAEBase):
         generator: torch.Generator | None,
         temperature: float,
         draw: bool,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         n = check_positive_int(n, "n")
         temperature = check_temperature(temperature)
@@ -278,7 +290,10 @@ class VAE(HubMethods, VAEBase):
             labels = self._labels(label_tensor(y, n, device), n, device)
         elif y is not None:
             raise ValueError("y was given but the model is not conditional")
-        z = self.prior.sample(n, labels, temperature, generator)
+        if sampler is None:
+            z = self.prior.sample(n, labels, temperature, generator)
+        else:
+            z = self._sampler_latent(sampler, n, generator, temperature, self.latent_dim)
         return self._output(self._decode(z, self._embed(labels)), draw, generator)
 
     def sample(
@@ -289,6 +304,7 @@ class VAE(HubMethods, VAEBase):
         *,
         y: int | Sequence[int] | Tensor | None = None,
         draw: bool = False,
+        sampler: LatentSampler | None = None,
     ) -> Tensor:
         r"""Draw ``n`` new examples: the mean of :math:`p_\theta(x \mid z)` for :math:`z \sim p(z)`.
 
@@ -299,12 +315,16 @@ class VAE(HubMethods, VAEBase):
                 :math:`\mathcal{N}(0, I)`: :math:`z \sim \mathcal{N}(0, t^2 I)`).
             y: for a conditional model, one class for all (an ``int``) or ``n`` labels.
             draw: return a draw from :math:`p_\theta(x \mid z)` instead of its mean.
+            sampler: draw :math:`z` from ``sampler.sample(n, generator, temperature)``
+                instead of the prior, e.g. a :class:`~torchvae.GaussianMixtureSampler`
+                fitted to the aggregate posterior (:func:`~torchvae.fit_gmm_sampler`;
+                a sampler set as ``model.sampler`` is saved with the model).
 
         Returns:
             ``(n, *decoder output shape)``, e.g. ``(n, 784)`` for the MLP decoder and
             ``(n, 1, 28, 28)`` for the convolutional one.
         """
-        return self._sample(n, y, generator, temperature, draw)
+        return self._sample(n, y, generator, temperature, draw, sampler)
 
     @torch.no_grad()
     def _interpolate(self, x1: object, x2: object, y1: object, y2: object, steps: object) -> Tensor:
@@ -376,6 +396,9 @@ class VAE(HubMethods, VAEBase):
         return ", ".join(parts)
 
 
+_V = TypeVar("_V", bound=VAE)
+
+
 def _vae_config(m: VAE) -> Config:
     config: Config = {
         "encoder": m.encoder,
@@ -388,7 +411,16 @@ def _vae_config(m: VAE) -> Config:
         config.update(
             num_classes=m.num_classes, embedding=m.embedding_kind, embedding_dim=m.embedding_dim
         )
+    sampler = getattr(m, "sampler", None)
+    if sampler is not None:  # an ex-post sampler set as model.sampler is saved with it
+        config["sampler"] = sampler
     return config
+
+
+def _with_sampler(model: _V, c: Config) -> _V:
+    if c.get("sampler") is not None:
+        model.sampler = c["sampler"]
+    return model
 
 
 def _parts(c: Config) -> dict[str, Any]:
@@ -399,12 +431,15 @@ def _parts(c: Config) -> dict[str, Any]:
 register_serializable(
     VAE,
     _vae_config,
-    lambda c: VAE(
-        c["encoder"],
-        c["decoder"],
-        num_classes=c.get("num_classes"),
-        embedding=c.get("embedding", "one_hot"),
-        embedding_dim=c.get("embedding_dim"),
-        **_parts(c),
+    lambda c: _with_sampler(
+        VAE(
+            c["encoder"],
+            c["decoder"],
+            num_classes=c.get("num_classes"),
+            embedding=c.get("embedding", "one_hot"),
+            embedding_dim=c.get("embedding_dim"),
+            **_parts(c),
+        ),
+        c,
     ),
 )

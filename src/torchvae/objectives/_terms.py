@@ -65,10 +65,16 @@ def check_output(out: object, x: Tensor) -> VAEOutput:
         )
     if x.device != out.logits.device:
         raise ValueError(f"x is on {x.device} but the model's output is on {out.logits.device}")
-    if tuple(out.logits.shape[out.logits.ndim - x.ndim :]) != tuple(x.shape):
+    want, why = tuple(x.shape), ""
+    if out.likelihood is not None:
+        try:
+            want = (x.shape[0], *out.likelihood.params_shape(tuple(x.shape[1:])))
+        except ValueError as e:
+            why = f" ({e})"
+    if tuple(out.logits.shape[out.logits.ndim - len(want) :]) != want:
         raise ValueError(
             f"x has shape {tuple(x.shape)} but the model's output has shape "
-            f"{tuple(out.logits.shape)}; pass the x the model was called with"
+            f"{tuple(out.logits.shape)}; pass the x the model was called with{why}"
         )
     return out
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_floating, check_positive_int, check_real, validation_enabled
+from ..data.dequantization import dequantization_correction
 from ..likelihoods import Likelihood
 from ._terms import check_output, model_likelihood, terms
 
@@ -146,27 +147,81 @@ def log_likelihood(
     return torch.cat(pieces)
 
 
-def bits_per_dim(nll: Tensor | float, dims: int) -> Tensor | float:
+def bits_per_dim(
+    nll: Tensor | float,
+    dims: int,
+    likelihood: Likelihood | None = None,
+    *,
+    dequantized: bool = False,
+    levels: int = 256,
+) -> Tensor | float:
     r"""Convert a negative log-likelihood in nats per example to bits per dimension.
 
-    .. math:: \text{bpd} = \frac{\text{NLL}}{D \ln 2}
+    .. math::
+        \text{bpd} = \frac{\text{NLL}}{D \ln 2}
+        \quad\text{or, on dequantized data,}\quad
+        \text{bpd} = \frac{\text{NLL} + D \ln(\text{levels})}{D \ln 2}
+        = \frac{\text{NLL}}{D \ln 2} + \log_2(\text{levels})
+
+    The rule: a *discrete* likelihood (``likelihood.discrete``: the Bernoulli on binary
+    data, :class:`~torchvae.DiscretizedLogistic`, :class:`~torchvae.DiscretizedLogisticMixture`)
+    gives :math:`-\log P(x)` of the 8-bit values themselves, so its bits/dim are the NLL's,
+    with nothing added. A *density* (Gaussian, continuous Bernoulli, a flow) trained and
+    evaluated on dequantized data :math:`y = (x + u)/\text{levels}` (``dequantize=True``
+    in the loaders) gives :math:`-\log p(y)`; :math:`-\log p(y) + D \ln(\text{levels})`
+    bounds the discrete :math:`-\log P(x)` (see :mod:`torchvae.dequantization`), which is
+    what ``dequantized=True`` reports. Only those two are comparable with the literature's
+    bits/dim. Without ``dequantized``, a density's NLL is converted as it is: its bits/dim
+    as a density (for data that are continuous, or binary under a Bernoulli).
 
     Args:
-        nll: nats per example.
-        dims: features per example :math:`D` (784 for MNIST).
+        nll: nats per example (e.g. :math:`-\text{ELBO}` or :math:`-\log \hat p(x)` from
+            :func:`log_likelihood`).
+        dims: features per example :math:`D` (784 for MNIST, 3072 for CIFAR-10), the data's,
+            not the decoder's output size.
+        likelihood: the model's :math:`p_\theta(x \mid z)` (``model.likelihood``); with it,
+            ``dequantized=True`` is refused for a discrete likelihood.
+        dequantized: ``nll`` is a density's on uniformly dequantized data: add
+            :math:`\log_2(\text{levels})` bits per dimension.
+        levels: values per dimension of the discrete data (256 for 8 bits).
 
     Returns:
         ``nll`` in bits per dimension, a tensor if ``nll`` is one.
 
     Raises:
-        TypeError: ``nll`` is not a real number or a floating-point tensor.
-        ValueError: ``nll`` holds NaN, or ``dims`` < 1.
+        TypeError: ``nll`` is not a real number or a floating-point tensor, or
+            ``likelihood`` is not a :class:`~torchvae.Likelihood`.
+        ValueError: ``nll`` holds NaN, ``dims`` < 1, ``levels`` < 2, or ``dequantized``
+            with a discrete likelihood.
+
+    Example:
+        >>> bits_per_dim(3072 * math.log(2.0), 3072)  # 1 bit per dimension
+        1.0
+        >>> bits_per_dim(0.0, 3072, dequantized=True)  # a uniform density on [0, 1)^D
+        8.0
     """
     dims = check_positive_int(dims, "dims")
+    if likelihood is not None and not isinstance(likelihood, Likelihood):
+        raise TypeError(
+            f"likelihood must be a torchvae Likelihood (model.likelihood), got "
+            f"{type(likelihood).__name__}"
+        )
+    if not isinstance(dequantized, bool):
+        raise TypeError(f"dequantized must be a bool, got {type(dequantized).__name__}")
+    correction = dequantization_correction(dims, levels)  # checks levels in any case
+    if not dequantized:
+        correction = 0.0
+    elif likelihood is not None and likelihood.discrete:
+        raise ValueError(
+            f"dequantized=True adds the correction of a density on dequantized data, but "
+            f"{type(likelihood).__name__} is a discrete likelihood: its NLL is already "
+            f"-log P(x) of the discrete values (train and evaluate it on x / 255, "
+            f"dequantize=False)"
+        )
     if isinstance(nll, Tensor):
         check_floating(nll, "nll")
         if validation_enabled() and bool(torch.isnan(nll).any()):
             raise ValueError(f"nll must not hold NaN, got {nll}")
     elif math.isnan(check_real(nll, "nll")):
         raise ValueError("nll must not be NaN")
-    return nll / (dims * math.log(2.0))
+    return (nll + correction) / (dims * math.log(2.0))

@@ -26,7 +26,14 @@ from torch.utils.data import (
 from ..data.loader import TensorLoader
 from ..data.streaming import StreamLoader
 
-__all__ = ["TensorBatches", "as_batches", "shard_loader", "unpack"]
+__all__ = [
+    "TensorBatches",
+    "as_batches",
+    "check_dequantized",
+    "is_dequantized",
+    "shard_loader",
+    "unpack",
+]
 
 
 class TensorBatches:
@@ -201,3 +208,25 @@ def shard_loader(
         prefetch_factor=loader.prefetch_factor,
         persistent_workers=loader.persistent_workers,
     )
+
+
+def is_dequantized(data: object) -> bool:
+    """Whether ``data`` yields uniformly dequantized batches (a loader's ``dequantize``)."""
+    return getattr(data, "dequantize", False) is True
+
+
+def check_dequantized(likelihood: object, data: object) -> None:
+    """Refuse dequantized batches for a likelihood of discrete values.
+
+    A discrete likelihood (``likelihood.discrete``) scores the 8-bit values themselves,
+    ``x / 255``; dequantized batches :math:`(x + u) / 256` are off its grid of values.
+
+    Raises:
+        ValueError: ``data`` is dequantized and ``likelihood`` is discrete.
+    """
+    if is_dequantized(data) and getattr(likelihood, "discrete", False):
+        raise ValueError(
+            f"the data are dequantized (dequantize=True), but {type(likelihood).__name__} is "
+            f"a likelihood of discrete values: give it the 8-bit values x / 255 "
+            f"(dequantize=False), or use a density such as Gaussian on dequantized data"
+        )

@@ -24,7 +24,7 @@ from ..likelihoods import Likelihood, check_likelihood
 from ..objectives.losses import ELBOLoss, LossOutput
 from . import _faults
 from ._arguments import check_arguments
-from ._batches import as_batches
+from ._batches import as_batches, check_dequantized
 from ._distributed import ModelAndLoss, Processes
 from ._faults import SkipPolicy
 from ._optimizers import build_optimizers
@@ -171,6 +171,7 @@ class TrainerSetup:
             return out, self.loss(out, x)
 
     def _batches(self, data: Any, train: bool, shard: bool = True) -> Iterable[Any]:
+        check_dequantized(getattr(self.model, "likelihood", None), data)
         p, seed = self.processes, 0 if self.seed is None else self.seed
         if shard and p.enabled:
             return as_batches(data, self.batch_size, train, p.rank, p.world_size, seed)

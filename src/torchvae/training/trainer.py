@@ -10,7 +10,6 @@ schedules) hangs off it as callbacks, called only for the hooks they define.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable, Sized
@@ -23,9 +22,10 @@ from .._validation import check_positive_int, trusted_inputs
 from ..callbacks import StepOutput
 from ..io.checkpoint import get_rng_state, set_rng_state
 from ..models._labels import labels_ok
+from ..objectives.importance import bits_per_dim
 from ..objectives.losses import ELBOLoss, LossOutput
 from . import _faults
-from ._batches import unpack
+from ._batches import is_dequantized, unpack
 from ._faults import NonFiniteLossError
 from ._precision import flush_denormal
 from ._resume import ResumeWarning
@@ -279,8 +279,9 @@ class Trainer(TrainerSetup):
             ``loss`` (the negative ELBO, :math:`\text{reconstruction} + \mathrm{KL}` with
             :math:`\beta = 1` and no free bits; the loss's own bound for other losses),
             ``reconstruction``, ``kl``, ``bits_per_dim`` :math:`= \text{loss}/(D \ln 2)`
-            with :math:`D` features per example, and the objective's logged ``terms``;
-            each weighted by batch size.
+            with :math:`D` features per example (plus :math:`\log_2 256 = 8` on
+            dequantized data, see :func:`~torchvae.bits_per_dim`), and the objective's
+            logged ``terms``; each weighted by batch size.
 
         Raises:
             ValueError: ``data`` holds no examples.
@@ -315,6 +316,8 @@ class Trainer(TrainerSetup):
             "loss": loss,
             "reconstruction": reconstruction,
             "kl": kl,
-            "bits_per_dim": loss / (dims * math.log(2.0)),
+            "bits_per_dim": float(
+                bits_per_dim(loss, dims, self._likelihood, dequantized=is_dequantized(data))
+            ),
         }
         return found | {name: float(total) / n for name, total in terms.items()}
