@@ -5,8 +5,8 @@ Each measurement is a fresh interpreter (so nothing is cached in ``sys.modules``
 kinds alternate across repeats. A module's cost is the wall time of ``import torch``
 followed by ``import <module>`` minus that of ``import torch`` alone (medians), and the
 modules it adds to ``sys.modules``. Heavy optional dependencies (tensorboardX,
-torchvision, matplotlib) must not be imported until used: the script exits with status 1
-if any of the measured modules imports one.
+torchvision, matplotlib; Lightning, MLflow, W&B, huggingface_hub) must not be imported
+until used: the script exits with status 1 if any of the measured modules imports one.
 
 Example:
     python benchmarks/bench_import.py --quick
@@ -25,6 +25,9 @@ import _bench as B
 
 HEAVY = ("tensorboardX", "torchvision", "matplotlib", "pythae", "PIL", "tensorboard")
 MUST_NOT = ("tensorboardX", "torchvision", "matplotlib")
+# The integrations' libraries (optional extras): imported only by torchvae.lightning,
+# torchvae.hub (when a Hub method is called) and the trackers' callbacks when fit starts.
+MUST_NOT += ("lightning", "pytorch_lightning", "mlflow", "wandb", "huggingface_hub")
 MODULES = ("torchvae", "torchvae.training", "torchvae.data", "torchvae.callbacks")
 
 _CHILD = """

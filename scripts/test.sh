@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # Every optional extra too: their tests run wherever the extra is installed.
-.venv/bin/python -m pip install -q -e ".[dev,docs,flows,factors,metrics]"
+.venv/bin/python -m pip install -q -e ".[dev,docs,flows,factors,metrics,config,trackers,lightning,hub]"
 set -x
 .venv/bin/ruff check src tests examples benchmarks
 .venv/bin/ruff format --check src tests examples benchmarks

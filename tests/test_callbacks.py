@@ -6,6 +6,7 @@ import io
 import math
 import struct
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,26 @@ def test_progress_bar_updates_a_live_line_on_a_terminal() -> None:
         make_model(), callbacks=[ProgressBar(out, refresh_every=2)], device="cpu", batch_size=8
     )
     trainer.fit(make_data(), epochs=1)
-    assert out.getvalue().count("\r") == 8 // 2 + 1
-    assert "8/8" in out.getvalue()
+    shown = out.getvalue()
+    assert "\r" in shown and "epoch 1: 100%" in shown and "8/8" in shown  # tqdm's bar
+    assert "batch/s" in shown and "loss=" in shown  # its rate and the live loss
+    assert shown.splitlines()[-1].startswith("epoch 1  loss ")  # then the summary line
+
+
+def test_progress_bar_on_an_unsized_loader_counts_batches() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Unsized:  # an iterable of batches without a length (a stream)
+        def __iter__(self) -> Iterator[Tensor]:
+            data = make_data()
+            return iter([data[i : i + 8] for i in range(0, len(data), 8)])
+
+    out = Tty()
+    trainer = Trainer(make_model(), callbacks=[ProgressBar(out)], device="cpu", batch_size=8)
+    trainer.fit(Unsized(), epochs=1)
+    assert "8batch" in out.getvalue().replace(" ", "")
 
 
 def test_image_grid_places_images() -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from torchvae.io import _format
@@ -328,11 +330,60 @@ def test_bare_state_dict_and_weights_only_files(tmp_path: Path) -> None:
 # ---- damaged, foreign and future files ------------------------------------------------
 
 
-@pytest.fixture
-def saved(tmp_path: Path) -> Path:
+def _legacy_save(model: nn.Module, path: Path, metadata: dict[str, Any] | None = None) -> None:
+    """A file as torchvae wrote them before safetensors (format versions 1 and 2)."""
+    config = json.dumps(model_config(model))
+    extra = None if metadata is None else json.dumps(metadata)
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": "torchvae",
+        "format_version": 1 if extra is None else 2,
+        "torchvae_version": "0.1.0",
+        "config": config,
+        "state_dict": state,
+        "sha256": _format._checksum(config, state, extra),
+    }
+    if extra is not None:
+        payload["metadata"] = extra
+    torch.save(payload, path)
+
+
+def _container(path: Path) -> str:
+    return "safetensors" if path.read_bytes()[8:9] == b"{" else "torch"
+
+
+def _payload(path: Path) -> dict[str, Any]:
+    """A model file's fields as one dict, whichever its container."""
+    if _container(path) == "torch":
+        payload: dict[str, Any] = torch.load(path, weights_only=True)
+        return payload
+    with safe_open(str(path), framework="pt") as f:  # type: ignore[no-untyped-call]
+        fields: dict[str, Any] = dict(f.metadata() or {})
+        fields["state_dict"] = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    version = fields.get("format_version", "")
+    fields["format_version"] = int(version) if version.isdigit() else version
+    fields.setdefault("config", None)
+    return fields
+
+
+def _store(path: Path, payload: dict[str, Any], container: str) -> None:
+    if container == "torch":
+        torch.save(payload, path)
+        return
+    fields = {k: str(v) for k, v in payload.items() if k != "state_dict" and v is not None}
+    save_file(payload["state_dict"], str(path), metadata=fields)
+
+
+@pytest.fixture(params=["safetensors", "torch"])
+def saved(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A model file in today's format and in the earlier torch.save format (still read)."""
     torch.manual_seed(0)
     path = tmp_path / "model.pt"
-    save_model(ARCHITECTURES["conv"](), path)
+    if request.param == "torch":
+        _legacy_save(ARCHITECTURES["conv"](), path)
+    else:
+        save_model(ARCHITECTURES["conv"](), path)
+    assert _container(path) == request.param
     return path
 
 
@@ -347,8 +398,10 @@ def test_truncated_file_is_named(saved: Path, keep: float) -> None:
 
 
 def _tensor_offset(data: bytes) -> int:
-    """Where a tensor's bytes begin in a torch zip file (its first 'data/0' record)."""
-    start = data.index(b"/data/0")
+    """Where a tensor's bytes lie in a model file."""
+    if data[8:9] == b"{":  # safetensors: the tensors' bytes follow the header
+        return 8 + int.from_bytes(data[:8], "little") + 100
+    start = data.index(b"/data/0")  # a torch zip file: its first 'data/0' record
     return start + 200  # past the record's header, inside the tensor bytes
 
 
@@ -371,11 +424,13 @@ def test_foreign_file_is_refused(tmp_path: Path, content: bytes) -> None:
 
 
 def _rewrite(path: Path, change: Callable[[dict[str, Any]], None], rehash: bool = True) -> None:
-    payload = torch.load(path, weights_only=True)
+    container, payload = _container(path), _payload(path)
     change(payload)
     if rehash:
-        payload["sha256"] = _format._checksum(payload["config"], payload["state_dict"])
-    torch.save(payload, path)
+        payload["sha256"] = _format._checksum(
+            payload["config"], payload["state_dict"], payload.get("metadata")
+        )
+    _store(path, payload, container)
 
 
 def test_newer_format_version_is_refused(saved: Path) -> None:
@@ -388,6 +443,8 @@ def test_newer_format_version_is_refused(saved: Path) -> None:
 
 @pytest.mark.parametrize("version", ["1", 0, None, True])
 def test_malformed_format_version_is_refused(saved: Path, version: object) -> None:
+    if _container(saved) == "safetensors" and version == "1":
+        version = "1.0"  # its fields are all strings: "1" is a version there, "1.0" is not
     _rewrite(saved, lambda p: p.update(format_version=version))
     with pytest.raises(SerializationError, match=r"model\.pt is corrupted: format_version"):
         load_model(saved)
@@ -437,7 +494,7 @@ def test_metadata_round_trips_and_is_checksummed(tmp_path: Path) -> None:
     save_model(model, path, metadata=meta)
     assert read_metadata(path) == meta
     _assert_same_model(load_model(path), model)
-    assert torch.load(path, weights_only=True)["format_version"] == 2
+    assert _payload(path)["format_version"] == FORMAT_VERSION == 3
     save_weights(model, tmp_path / "w.pt", metadata={"note": "weights"})
     assert read_metadata(tmp_path / "w.pt") == {"note": "weights"}
     _rewrite(path, lambda p: p.update(metadata=p["metadata"].replace("fashion-", "")), False)
@@ -447,13 +504,15 @@ def test_metadata_round_trips_and_is_checksummed(tmp_path: Path) -> None:
         load_model(path)
 
 
-def test_files_without_metadata_are_version_1_and_read_as_empty(tmp_path: Path) -> None:
+def test_files_without_metadata_read_as_empty(tmp_path: Path) -> None:
     save_model(ARCHITECTURES["mlp"](), tmp_path / "m.pt")
-    payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    assert payload["format_version"] == 1 and "metadata" not in payload
+    assert "metadata" not in _payload(tmp_path / "m.pt")
     assert read_metadata(tmp_path / "m.pt") == {}
     torch.save(ARCHITECTURES["mlp"]().state_dict(), tmp_path / "bare.pt")
     assert read_metadata(tmp_path / "bare.pt") == {}
+    _legacy_save(ARCHITECTURES["mlp"](), tmp_path / "v1.pt")
+    assert _payload(tmp_path / "v1.pt")["format_version"] == 1
+    assert read_metadata(tmp_path / "v1.pt") == {}
 
 
 @pytest.mark.parametrize(
@@ -478,15 +537,16 @@ def test_bad_metadata_is_refused_before_writing(
 
 
 def _forge(path: Path, config: str | None = None, metadata: str | None = None) -> None:
-    payload = torch.load(path, weights_only=True)
+    container, payload = _container(path), _payload(path)
     if config is not None:
         payload["config"] = config
     if metadata is not None:
-        payload["metadata"], payload["format_version"] = metadata, 2
+        payload["metadata"] = metadata
+        payload["format_version"] = max(2, payload["format_version"])
     payload["sha256"] = _format._checksum(
         payload["config"], payload["state_dict"], payload.get("metadata")
     )
-    torch.save(payload, path)
+    _store(path, payload, container)
 
 
 @pytest.mark.parametrize("where", ["config", "metadata"])
@@ -517,7 +577,7 @@ def test_a_forged_hidden_size_fails_before_any_allocation(tmp_path: Path, size: 
 def test_a_forged_image_shape_is_checked_on_the_meta_device_first(
     saved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    largest = max(t.numel() for t in torch.load(saved, weights_only=True)["state_dict"].values())
+    largest = max(t.numel() for t in _payload(saved)["state_dict"].values())
     built: list[int] = []
     reset = nn.Linear.reset_parameters
 
@@ -613,17 +673,12 @@ def test_failed_write_leaves_previous_file_intact(
     saved: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = saved.read_bytes()
-    real_save = torch.save
 
-    def half_then_fail(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
-        import io
-
-        buffer = io.BytesIO()
-        real_save(obj, buffer, *args, **kwargs)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    def half_then_fail(f: Any, data: bytes) -> None:
+        f.write(data[: len(data) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", half_then_fail)
+    monkeypatch.setattr(_format, "_write", half_then_fail)
     with pytest.raises(OSError, match="No space left"):
         save_model(ARCHITECTURES["conv"](), saved)
     assert saved.read_bytes() == before
@@ -634,25 +689,21 @@ def test_failed_write_leaves_previous_file_intact(
 
 _SLOW_WRITER = textwrap.dedent(
     """
-    import io, sys, time, torch
+    import sys, time
+    from torchvae.io import _format
     from torchvae.models.decoders import Decoder
     from torchvae.models.encoders import Encoder
     from torchvae.models.vae import VAE
     from torchvae.io.serialization import save_model
 
-    real_save = torch.save
-
-    def slow_save(obj, f, *args, **kwargs):
-        buffer = io.BytesIO()
-        real_save(obj, buffer, *args, **kwargs)
-        data = buffer.getvalue()
+    def slow_write(f, data):
         f.write(data[: len(data) // 2])
         f.flush()
         print("half written", flush=True)
         time.sleep(120)
         f.write(data[len(data) // 2 :])
 
-    torch.save = slow_save
+    _format._write = slow_write
     save_model(VAE(Encoder(12, 64, 3), Decoder(3, 64, 12)), sys.argv[1])
     """
 )

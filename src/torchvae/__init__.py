@@ -17,9 +17,11 @@ from .callbacks import (
     BetaSchedule,
     Callback,
     EarlyStopping,
+    MLflowLogger,
     ModelCheckpoint,
     ProgressBar,
     TensorBoardLogger,
+    WandbLogger,
 )
 from .data import (
     MNIST,
@@ -190,6 +192,7 @@ __all__ = [
     "Likelihood",
     "LossOutput",
     "MIWAELoss",
+    "MLflowLogger",
     "ModelCheckpoint",
     "NonFiniteLossError",
     "PIWAELoss",
@@ -215,6 +218,7 @@ __all__ = [
     "VQLoss",
     "VQVAEOutput",
     "WAELoss",
+    "WandbLogger",
     "__version__",
     "active_units",
     "aggregate_posterior",

@@ -19,16 +19,19 @@ from ._checkpoint import ModelCheckpoint
 from ._early_stopping import EarlyStopping
 from ._progress import ProgressBar
 from ._tensorboard import TensorBoardLogger, image_grid
+from ._trackers import MLflowLogger, WandbLogger
 
 __all__ = [
     "HOOKS",
     "BetaSchedule",
     "Callback",
     "EarlyStopping",
+    "MLflowLogger",
     "ModelCheckpoint",
     "ProgressBar",
     "StepOutput",
     "TensorBoardLogger",
     "TrainerView",
+    "WandbLogger",
     "image_grid",
 ]

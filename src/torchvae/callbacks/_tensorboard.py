@@ -109,16 +109,20 @@ class TensorBoardLogger(Callback):
             k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in found.items()
         }
 
-    def on_fit_start(self, trainer: TrainerView) -> None:
-        if not trainer.is_global_zero:
-            return
+    def _open(self, trainer: TrainerView) -> Any:
+        """The writer (``add_scalar``, ``add_image``, ...); other trackers give their own."""
         from tensorboardX import SummaryWriter
 
-        self._warned_collapse = False
         check_writable(self.log_dir, "TensorBoard log directory")
         # Event files are named by the second they start in; a second fit (or a resume)
         # within the same second would overwrite the first's file without this suffix.
-        self.writer = SummaryWriter(str(self.log_dir), filename_suffix=f".{time.time_ns()}")
+        return SummaryWriter(str(self.log_dir), filename_suffix=f".{time.time_ns()}")
+
+    def on_fit_start(self, trainer: TrainerView) -> None:
+        if not trainer.is_global_zero:
+            return
+        self._warned_collapse = False
+        self.writer = self._open(trainer)
         table = "\n".join(f"| {k} | {v} |" for k, v in self._hparams(trainer).items())
         self.writer.add_text(
             "hparams", "| name | value |\n|---|---|\n" + table, trainer.global_step

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data.mnist import DatasetNotFoundError
+from ._config import apply_config
 from ._eval import eval_command
 from ._parser import CLIError, build_parser
 from ._sample import sample_command
@@ -26,9 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 1 on an error (reported in one line on stderr),
         130 when interrupted. Bad arguments exit with status 2 through ``argparse``.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     run = {"train": train_command, "sample": sample_command, "eval": eval_command}[args.command]
     try:
+        if getattr(args, "config", None) is not None:
+            args = apply_config(parser, argv, args)
         if args.num_threads:
             torch.set_num_threads(args.num_threads)
         run(args)

@@ -64,6 +64,8 @@ TRAIN_EPILOG = """examples:
   torchvae train --model conv --latent-dim 16 --warmup-epochs 5 --out-dir runs/conv
   torchvae train --resume last --out-dir runs/conv --epochs 20   # continue to 20 epochs
   torchvae train --epochs 1 --max-batches 20                     # a quick smoke run
+  torchvae train --config run.yaml --lr 3e-4                     # a file, one flag changed
+  torchvae train --config runs/conv/config.json --out-dir runs/again  # repeat a run
 """
 SAMPLE_EPILOG = """examples:
   torchvae sample --checkpoint runs/vae/model.pt --n 64 --out samples.png
@@ -299,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _setting(train, "--seed", "random seed", type=_seed)
     train.add_argument("--max-batches", type=_pos_int, help="limit batches per epoch (smoke runs)")
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="YAML, TOML or JSON file of these options (keys: their names with underscores, "
+        "e.g. latent_dim); flags override it; a run's config.json repeats that run",
+    )
     common(train)
 
     sample = commands.add_parser(

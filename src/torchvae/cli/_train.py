@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from ..schedules import Linear
 from ..training._distributed import rank_device
 from ..training._optimizers import default_optimizer
 from ..training.trainer import Trainer
+from ._config import repeatable
 from ._families import after_training, build_objective, load_loaders, main_parameters
 from ._parser import DEFAULTS, CLIError
 from ._runs import (
@@ -75,6 +77,16 @@ class _Hold:
         self.stack.enter_context(hold_folder(folder, "--out-dir"))
         self.held = True
         remove_stray_temps(folder, _RUN_FILES)  # left by a run killed while writing
+
+
+def _check_recorded(args: argparse.Namespace, run: Mapping[str, Any]) -> None:
+    """A --config from a run's folder must build what that run built."""
+    for key, value in getattr(args, "recorded", {}).items():
+        if value != run[key]:
+            raise CLIError(
+                f"--config {args.config} records {key} {json.dumps(value)}, but these options "
+                f"build {json.dumps(run[key])}; remove {key!r} from the file to build anew"
+            )
 
 
 def train_command(args: argparse.Namespace) -> None:
@@ -138,6 +150,7 @@ def _train_holding(args: argparse.Namespace, hold: _Hold) -> None:
         "image_shape": image_shape,
         "model": model_config(model),
     }
+    _check_recorded(args, run)
     callbacks: list[Callback] = [RunInfo(run), ProgressBar()]
     if settings["warmup_epochs"] > 0:
         steps = settings["warmup_epochs"] * len(train)
@@ -157,7 +170,7 @@ def _train_holding(args: argparse.Namespace, hold: _Hold) -> None:
     )
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", run)
+        write_json(out_dir / "config.json", {**run, **repeatable(args)})  # a valid --config
         what = "resuming " + str(resume) if resume else f"training on {settings['dataset']}"
         print(f"{what} ({trainer.device}); {run['model']['type']} latent {settings['latent_dim']}")
     trainer.fit(train, test, epochs=args.epochs, resume=resume)

@@ -15,13 +15,14 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import Tensor
 
 from .._version import __version__
 from ._atomic import atomic_write, check_file
+from ._safetensors import decode, encode, is_safetensors, place, saved_devices
 from .registry import Config, compare_state, describe_config, from_config
 
 __all__ = [
@@ -40,9 +41,9 @@ __all__ = [
 ]
 
 FORMAT = "torchvae"
-FORMAT_VERSION = 2
-"""The newest file format this torchvae writes (2 for files with metadata, else 1); it
-reads versions up to this."""
+FORMAT_VERSION = 3
+"""The file format this torchvae writes (3: safetensors); it reads versions up to this
+(1 and 2: the ``torch.save`` files of earlier torchvae versions)."""
 MAX_JSON_CHARS = 1 << 20
 """The longest config or metadata (in characters) a file may hold."""
 MAX_JSON_DEPTH = 32
@@ -133,18 +134,23 @@ def write_file(
     text = None if config is None else json.dumps(config)
     extra = None if metadata is None else metadata_text(metadata)
     tensors = {k: v.detach() for k, v in state.items()}
-    payload = {
+    fields = {
         "format": FORMAT,
-        "format_version": 1 if extra is None else 2,
+        "format_version": str(FORMAT_VERSION),
         "torchvae_version": __version__,
-        "config": text,
-        "state_dict": tensors,
         "sha256": _checksum(text, tensors, extra),
     }
+    if text is not None:
+        fields["config"] = text
     if extra is not None:
-        payload["metadata"] = extra
+        fields["metadata"] = extra
+    data = encode(tensors, fields)
     with atomic_write(check_path(path)) as f:
-        torch.save(payload, f)
+        _write(f, data)
+
+
+def _write(f: BinaryIO, data: bytes) -> None:
+    f.write(data)
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,6 @@ def _unpickling_problem(path: Path, error: Exception) -> SerializationError:
 
 
 def _torch_load(path: Path, map_location: MapLocation) -> object:
-    check_file(path, "model file")
     try:
         with warnings.catch_warnings():
             # Raised for hostile or foreign pickles, which are refused just below anyway.
@@ -205,8 +210,47 @@ def _is_state_dict(obj: object) -> bool:
     )
 
 
+def _safetensors_payload(
+    path: Path, map_location: MapLocation, allow_bare: bool
+) -> dict[str, Any] | Contents:
+    try:
+        fields, state = decode(path)
+    except ValueError as e:
+        raise SerializationError(
+            f"cannot load {path}: it is truncated, corrupted or forged (its safetensors "
+            f"header or data is malformed: {e})"
+        ) from e
+    if fields is None or "format" not in fields:
+        if allow_bare and state:  # a plain safetensors state dict, e.g. from another library
+            place(state, {}, "cpu" if map_location is None else map_location)
+            return Contents(None, state, {})
+        raise SerializationError(
+            f"{path} is not a torchvae model file: it is a safetensors file without format "
+            f"{FORMAT!r} (a bare state dict: build the model in code and call "
+            f"load_weights(model, path))"
+        )
+    payload: dict[str, Any] = dict(fields)
+    version = fields.get("format_version")
+    payload["format_version"] = int(version) if version and _DIGITS.fullmatch(version) else version
+    payload["state_dict"] = state
+    try:
+        payload["devices"] = saved_devices(fields)
+    except ValueError as e:
+        raise SerializationError(f"{path} is corrupted: {e}") from e
+    return payload
+
+
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
 def read_file(path: Path, map_location: MapLocation, allow_bare: bool) -> Contents:
-    obj = _torch_load(path, map_location)
+    check_file(path, "model file")
+    if is_safetensors(path):
+        obj: object = _safetensors_payload(path, map_location, allow_bare)
+        if isinstance(obj, Contents):
+            return obj
+    else:  # format versions 1 and 2: a torch.save zip, read with the safe unpickler
+        obj = _torch_load(path, map_location)
     if allow_bare and _is_state_dict(obj) and obj:
         assert isinstance(obj, dict)
         return Contents(None, obj, {})
@@ -244,6 +288,14 @@ def read_file(path: Path, map_location: MapLocation, allow_bare: bool) -> Conten
     metadata = {} if extra is None else _parse_json(extra, path, "metadata")
     if not isinstance(metadata, dict):
         raise SerializationError(f"{path} is corrupted: its metadata is not a JSON object")
+    if "devices" in obj:  # safetensors: verified on the CPU, now moved where asked
+        try:
+            place(state, obj["devices"], map_location)
+        except RuntimeError as e:
+            raise SerializationError(
+                f"cannot load {path} onto its saved device ({str(e).splitlines()[0]}); "
+                f"pass map_location, e.g. map_location='cpu'"
+            ) from e
     return Contents(config, state, metadata)
 
 

@@ -7,33 +7,37 @@ and the tensors of its ``state_dict``. :func:`save_weights` and :func:`load_weig
 the same for the weights of any module, built-in or not, whose architecture the user
 builds in code.
 
-**The format.** A file is what ``torch.save`` writes for the dict
+**The format.** A file is a `safetensors <https://huggingface.co/docs/safetensors>`_
+file (format version 3): an 8-byte header length, a JSON header naming each tensor's
+dtype, shape and byte range, then the raw bytes of the ``state_dict``. Its
+``__metadata__`` dict of strings holds
 
 .. code-block:: text
 
-    {"format": "torchvae", "format_version": 1, "torchvae_version": "0.1.0",
-     "config": "<JSON string, or None for a weights-only file>",
-     "state_dict": {name: tensor, ...}, "sha256": "<hex digest>"}
+    {"format": "torchvae", "format_version": "3", "torchvae_version": "0.1.0",
+     "config": "<JSON string; absent for a weights-only file>",
+     "metadata": "<JSON string, if any>", "sha256": "<hex digest>",
+     "devices": "<JSON {name: device} for tensors saved off the CPU, if any>"}
 
-plus, in format version 2, ``"metadata": "<JSON string>"``: what the writer chose to
-record beside the model (for ``torchvae train``: the data set, image shape, binarization
-and run settings), read back with :func:`read_metadata`. Files without metadata are
-written as version 1, which older torchvae versions read.
+so any safetensors reader gets the weights, and :func:`load_model` the whole model. The
+metadata is what the writer chose to record beside the model (for ``torchvae train``: the
+data set, image shape, binarization and run settings), read back with
+:func:`read_metadata`. Files of format versions 1 and 2 (earlier torchvae: what
+``torch.save`` writes for ``{"format": "torchvae", "format_version": 1, "config": ...,
+"state_dict": ..., "sha256": ..., "metadata": ...}``) are still read, with
+``torch.load(..., weights_only=True)``, whose unpickler accepts tensors, strings, numbers,
+lists and dicts only. A file is told apart by its first bytes, not by its name.
 
-and it is read with ``torch.load(..., weights_only=True)``, whose unpickler accepts
-tensors, strings, numbers, lists and dicts only, so a file from someone else cannot run
-code on load. That choice over a hand-made zip of ``config.json`` and raw tensors keeps
-one well-tested reader (``torch.load``: any dtype, ``map_location``, zip container)
-while the config stays plain JSON, readable without torch. The SHA-256 digest covers the
-config, the metadata and every tensor's name, dtype, shape and bytes: the zip container
-alone does not notice a flipped bit inside a tensor. It detects corruption, not tampering
-(anyone can recompute it); safety against hostile files comes from the restricted
-unpickler and from bounds on what a file may ask for: its JSON is at most
-:data:`MAX_JSON_CHARS` characters and :data:`MAX_JSON_DEPTH` levels deep, no size in its
-config exceeds the largest tensor it holds, and the architecture is first built on the
-meta device (no memory) and compared with the file's tensors, so a forged config cannot
-make :func:`load_model` allocate more than the file's own tensors. A reader refuses
-format versions newer than its own.
+Nothing in a safetensors file is code, and its header is parsed and bounded by the
+safetensors library before any tensor is made (offsets inside the file, no overlaps,
+sizes that match shapes). The SHA-256 digest covers the config, the metadata and every
+tensor's name, dtype, shape and bytes. It detects corruption, not tampering (anyone can
+recompute it); safety against hostile files comes from the format and from bounds on
+what a file may ask for: its JSON is at most :data:`MAX_JSON_CHARS` characters and
+:data:`MAX_JSON_DEPTH` levels deep, no size in its config exceeds the largest tensor it
+holds, and the architecture is first built on the meta device (no memory) and compared
+with the file's tensors, so a forged config cannot make :func:`load_model` allocate more
+than the file's own tensors. A reader refuses format versions newer than its own.
 
 **Writes are atomic**: the file is written to a temporary file in the same folder,
 flushed to disk and renamed over ``path``, so a process killed mid-write leaves the

@@ -38,6 +38,7 @@ from ..io.registry import Config, register_serializable
 from ..io.serialization import load_model, save_model
 from ..priors._base import check_temperature
 from ._base import VAEBase
+from ._hub import HubMethods
 from ._inputs import (
     check_posterior,
     prepare_endpoints,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["VAE", "VAEOutput"]
 
 
-class VAE(VAEBase):
+class VAE(HubMethods, VAEBase):
     r"""A variational autoencoder: encoder, decoder, and the distributions they parameterize.
 
     The forward pass encodes :math:`x` to :math:`q_\phi(z \mid x)`, draws :math:`z` by
