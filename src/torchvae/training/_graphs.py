@@ -55,7 +55,8 @@ def total_norm(params: list[Tensor], clip: float | None) -> Tensor:
     if not grads:
         return torch.zeros(())
     norms = torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack(norms) if len(norms) > 1 else norms[0])
+    norm: Tensor = torch.linalg.vector_norm(torch.stack(norms) if len(norms) > 1 else norms[0])
+    return norm
 
 
 def step_gradients(
@@ -128,7 +129,7 @@ def graph_blocker(trainer: Any) -> str | None:
 def _settings(trainer: Any) -> tuple[Any, ...]:
     """What a captured graph holds as constants: the optimizer's and the modules' scalars."""
     groups = tuple(
-        tuple((k, v) for k, v in sorted(g.items()) if isinstance(v, _SCALARS | tuple))
+        tuple((k, v) for k, v in sorted(g.items()) if isinstance(v, (*_SCALARS, tuple)))
         for g in trainer.optimizer.param_groups
     )
     owners = (trainer.loss, trainer.model)
@@ -217,11 +218,11 @@ class GraphStep:
 
     def _update(self, values: StepValues) -> StepValues:
         optimizer = self.trainer.optimizer
-        optimizer.found_inf = (~values.finite).to(torch.float32)  # type: ignore[attr-defined]
+        optimizer.found_inf = (~values.finite).to(torch.float32)
         try:
             optimizer.step()
         finally:
-            del optimizer.found_inf  # type: ignore[attr-defined]
+            del optimizer.found_inf
         return values
 
     def _eager(self, x: Tensor, y: Tensor | None, check_values: bool) -> StepValues:
