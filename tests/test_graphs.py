@@ -21,7 +21,7 @@ import torchvae.training.trainer as trainer_module
 from torchvae import VAE, Decoder, Encoder, NonFiniteLossError, Trainer
 from torchvae.callbacks import ModelCheckpoint
 from torchvae.objectives.losses import ELBOLoss
-from torchvae.training._graphs import GraphStep, _settings, graph_blocker
+from torchvae.training._graphs import GraphStep, _settings, graph_blocker, total_norm
 
 
 def _model() -> VAE:
@@ -204,3 +204,22 @@ def test_graph_step_partial_is_a_graph_step() -> None:
     trainer = Trainer(_model(), device="cpu", seed=0)
     step = made(trainer, list(trainer.model.parameters()))
     assert step.reason is None and step.status == "eager: not captured yet"
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_total_norm_is_torchs(clip: float | None) -> None:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s)) for s in ((3, 4), (5,), (2, 2))]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for p, q in zip(params, copies, strict=True):
+        q.grad = p.grad.clone()  # type: ignore[union-attr]
+    found = total_norm(params, clip)
+    if clip is None:
+        expected = torch.nn.utils.get_total_norm([q.grad for q in copies])
+    else:
+        expected = torch.nn.utils.clip_grad_norm_(copies, clip)
+    assert torch.equal(found, expected)
+    for p, q in zip(params, copies, strict=True):
+        assert torch.equal(p.grad, q.grad)  # type: ignore[arg-type]
