@@ -160,7 +160,7 @@ def run_torchvae(
         cuda_graph=variant != "eager",
     )
     trainer.fit(loader, epochs=args.epochs)
-    print(f"    ({variant}: steps {trainer.cuda_graph_status})", flush=True)
+    print(f"    (the Trainer's steps: {trainer.cuda_graph_status})", flush=True)
     model.eval()
 
     def forward(xb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
