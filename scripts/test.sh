@@ -24,3 +24,5 @@ set -x
 .venv/bin/python benchmarks/bench_disentangle.py --quick
 .venv/bin/python benchmarks/bench_families.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_bound.py --quick
+.venv/bin/python benchmarks/bench_default.py --quick

@@ -79,6 +79,8 @@ def to_float_batch(
     if dequantize:
         return _dequantize(batch, _generator(batch.device, seed, _DEQUANTIZE, epoch, rank, index))
     if batch.dtype == torch.uint8:
+        if torch.get_default_dtype() == torch.float32:  # one pass, the same values
+            return batch.div(255.0)
         return batch.to(torch.float32).div_(255)
     return batch.to(torch.float32)
 

@@ -21,23 +21,19 @@ __all__ = ["Bernoulli", "ContinuousBernoulli", "continuous_bernoulli_log_norm"]
 class _BernoulliNLL(torch.autograd.Function):
     r"""Elementwise :math:`\operatorname{softplus}(\ell) - x\ell`, summed over the last ``n`` dims.
 
-    On the CPU this is 2-3x faster than ``binary_cross_entropy_with_logits``: ATen's CPU
-    ``log1p`` (inside softplus and BCE) is scalar code, while ``exp`` and ``log`` are
-    vectorized. It uses :math:`\operatorname{softplus}(\ell) = \max(\ell, 0) +
-    \log(1 + e^{-|\ell|})`, where rounding :math:`1 + e^{-|\ell|}` to the nearest float
-    costs at most :math:`2^{-24} \approx 6 \cdot 10^{-8}` nats per feature in float32
-    (about :math:`10^{-7}` with the rounding of the logarithm): the size of rounding the
-    result itself. The gradient is exact:
-    :math:`\sigma(\ell) - x`.
+    On the CPU this is faster than ``binary_cross_entropy_with_logits``, above all on a
+    loaded machine: three passes over the logits forward (``logaddexp``, ``addcmul``,
+    the sum) and three backward, each a parallel region whose threads must meet, against
+    about twice as many. :math:`\operatorname{softplus}(\ell) = \log(e^{\ell} + e^0)` is
+    ``logaddexp``'s vectorized :math:`\max(\ell, 0) + \log(1 + e^{-|\ell|})`, exact to the
+    rounding of the result. The gradient is exact: :math:`\sigma(\ell) - x`.
     """
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
         ctx.save_for_backward(logits, x)
         ctx.event_ndim = event_ndim
-        # In-place chain: one temporary the size of the logits, no per-op allocation.
-        value = logits.abs().neg_().exp_().add_(1.0).log_()
-        value.add_(logits.clamp_min(0.0)).addcmul_(x, logits, value=-1.0)
+        value = torch.logaddexp(logits, logits.new_zeros(())).addcmul_(x, logits, value=-1.0)
         return sum_event(value, event_ndim)
 
     @staticmethod

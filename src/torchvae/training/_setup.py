@@ -27,6 +27,7 @@ from ._arguments import check_arguments
 from ._batches import as_batches, check_dequantized
 from ._distributed import ModelAndLoss, Processes
 from ._faults import SkipPolicy
+from ._graphs import GraphStep
 from ._optimizers import build_optimizers
 from ._precision import Precision, PrecisionName, auto_device
 from ._resume import ResumeWarning, hyperparameters
@@ -64,9 +65,11 @@ class TrainerSetup:
         flush_denormal: bool = True,
         max_consecutive_skips: int | None = None,
         optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+        cuda_graph: bool = True,
     ) -> None:
         self.callbacks = check_arguments(model, loss, optimizer, callbacks, grad_clip, seed)
-        for name, value in (("compile", compile), ("flush_denormal", flush_denormal)):
+        flags = {"compile": compile, "flush_denormal": flush_denormal, "cuda_graph": cuda_graph}
+        for name, value in flags.items():
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
         if scheduler_interval not in ("epoch", "step"):
@@ -88,6 +91,8 @@ class TrainerSetup:
         self.given_hyperparameters = hyperparameters(self.optimizer)  # for the resume rule
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.grad_clip, self.seed, self.flush_denormal = grad_clip, seed, flush_denormal
+        self.compiled, self.cuda_graph = compile, cuda_graph
+        self._graph: GraphStep | None = None  # made by each fit
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.log_every_n_steps = check_positive_int(log_every_n_steps, "log_every_n_steps")
         self.callbacks.sort(key=lambda c: isinstance(c, ModelCheckpoint))  # saves the others
@@ -127,6 +132,12 @@ class TrainerSetup:
     def is_global_zero(self) -> bool:
         """Whether this process writes files (rank 0, or not distributed)."""
         return self.processes.rank == 0
+
+    @property
+    def cuda_graph_status(self) -> str:
+        """How the last :meth:`fit` ran its steps: ``"captured"`` (replays of one CUDA
+        graph, see ``cuda_graph``) or ``"eager: <why>"``."""
+        return "eager: not fitted yet" if self._graph is None else self._graph.status
 
     @property
     def skipped_steps(self) -> int:

@@ -16,17 +16,17 @@ from collections.abc import Iterable, Sized
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._validation import check_positive_int, trusted_inputs
+from .._validation import check_positive_int
 from ..callbacks import StepOutput
 from ..io.checkpoint import get_rng_state, set_rng_state
-from ..models._labels import labels_ok
 from ..objectives.importance import bits_per_dim
 from ..objectives.losses import ELBOLoss, LossOutput
 from . import _faults
 from ._batches import is_dequantized, unpack
 from ._faults import NonFiniteLossError
+from ._graphs import GraphStep, step_gradients
 from ._precision import flush_denormal
 from ._resume import ResumeWarning
 from ._setup import TrainerSetup
@@ -74,6 +74,15 @@ class Trainer(TrainerSetup):
             range, where x86 arithmetic is slow); the previous mode is restored after.
         max_consecutive_skips: see ``nan_policy``.
         optimizers: optimizers for the loss's auxiliary groups, by name (default Adam).
+        cuda_graph: on CUDA, record the whole step (forward, loss, backward, gradient
+            norm, the finiteness flag and the optimizer's update) once as a CUDA graph and
+            replay it for every batch of the first batch's shape, where that is safe: the
+            default fused Adam (or AdamW), no float16 scaling, DDP, ``compile``, per-step
+            scheduler or auxiliary optimizers. The first steps, batches of another shape
+            and every step elsewhere run eagerly, with the same arithmetic; a new learning
+            rate or ``beta`` is recorded anew. The forward pass's Python runs only while it
+            is recorded: for a model with per-call Python side effects, pass ``False``.
+            :attr:`cuda_graph_status` says how the last fit ran.
 
     Example:
         >>> from torchvae import VAE, Encoder, Decoder
@@ -120,6 +129,8 @@ class Trainer(TrainerSetup):
         batches, self.val = self._batches(train, train=True), val
         self.num_batches = len(batches) if isinstance(batches, Sized) else None
         self.should_stop, self.faults.run, steps0 = False, 0, self.global_step
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._graph = GraphStep(self, params)
         try:
             self._call("on_fit_start")
             if self.is_global_zero:
@@ -209,56 +220,37 @@ class Trainer(TrainerSetup):
         epochs: int,
     ) -> tuple[LossOutput, Tensor, bool]:
         """One optimization step; ``(losses, gradient norm, whether it was skipped)``."""
-        num_classes = self._num_classes
-        ok_labels, y_in = None, y
-        if num_classes is not None and isinstance(y, Tensor) and not y.is_floating_point():
-            # Out-of-range labels would fail deep in the embedding: the step runs on clamped
-            # ones, and its one check below names the batch instead.
-            ok_labels, y_in = labels_ok(y, num_classes), y.clamp(0, num_classes - 1)
-        try:
-            with trusted_inputs():  # value checks are folded into the step's one check
-                _, losses = self._compute(x, y_in)
-        except ValueError as e:  # the model's own checks; NaN weights are ours to name
-            if _faults.weights_finite(params):
-                raise
-            at, last = self._where(batch_idx, epochs)
-            raise NonFiniteLossError(
-                f"the weights hold NaN or inf at {at} (the model said: {e}); {last}"
-            ) from e
+        graph = self._graph
+        values = None if graph is None else graph.run(x, y, check_values)
+        stepped = values is not None  # the captured step has done its update (or skipped it)
+        if values is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            try:
+                values = step_gradients(self, x, y, params, check_values)
+            except ValueError as e:  # the model's own checks; NaN weights are ours to name
+                if _faults.weights_finite(params):
+                    raise
+                at, last = self._where(batch_idx, epochs)
+                raise NonFiniteLossError(
+                    f"the weights hold NaN or inf at {at} (the model said: {e}); {last}"
+                ) from e
+        losses, grad_norm, finite = values
         precision = self.precision_plugin
-        self.optimizer.zero_grad(set_to_none=True)
-        precision.backward(losses.total)
-        precision.unscale(self.optimizer)
-        if self.grad_clip is None:
-            grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        else:
-            grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
-        finite = torch.isfinite(losses.total)
-        for extra in (losses.aux or {}).values():
-            finite = finite & torch.isfinite(extra)
-        if check_values:
-            likelihood = self._likelihood
-            finite = finite & (
-                likelihood.target_ok(x) if likelihood is not None else torch.isfinite(x).all()
-            )
-        if ok_labels is not None:
-            finite = finite & ok_labels
-        if not precision.skips_inf_itself:
-            finite = finite & torch.isfinite(grad_norm)
         if not bool(finite):  # the step's one device synchronisation
             at, last = self._where(batch_idx, epochs)
-            _faults.check_batch(x, y, self._likelihood, num_classes, at)
+            _faults.check_batch(x, y, self._likelihood, self._num_classes, at)
             if not _faults.weights_finite(params):  # skipping steps cannot clean the weights
                 raise NonFiniteLossError(f"the weights hold NaN or inf at {at}; {last}")
             self.optimizer.zero_grad(set_to_none=True)
             self.faults.non_finite(losses.total.detach(), grad_norm, at, last)
             return losses, grad_norm, True
         self.faults.passed()
-        precision.step(self.optimizer)
-        for name, extra in (losses.aux or {}).items():  # computed on detached inputs
-            self.aux_optimizers[name].zero_grad(set_to_none=True)
-            precision.backward(extra)
-            precision.step(self.aux_optimizers[name])
+        if not stepped:
+            precision.step(self.optimizer)
+            for name, extra in (losses.aux or {}).items():  # computed on detached inputs
+                self.aux_optimizers[name].zero_grad(set_to_none=True)
+                precision.backward(extra)
+                precision.step(self.aux_optimizers[name])
         precision.update()
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
