@@ -11,6 +11,7 @@ from ..data.mnist import DatasetNotFoundError
 from ._eval import eval_command
 from ._parser import CLIError, build_parser
 from ._sample import sample_command
+from ._sweep import sweep_command
 from ._train import train_command
 
 __all__ = ["main"]
@@ -27,7 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         130 when interrupted. Bad arguments exit with status 2 through ``argparse``.
     """
     args = build_parser().parse_args(argv)
-    run = {"train": train_command, "sample": sample_command, "eval": eval_command}[args.command]
+    run = {
+        "train": train_command,
+        "sample": sample_command,
+        "eval": eval_command,
+        "sweep": sweep_command,
+    }[args.command]
     try:
         if args.num_threads:
             torch.set_num_threads(args.num_threads)
@@ -38,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = ""
         if args.command == "train" and args.out_dir is not None:
             hint = f"; continue with: torchvae train --resume last --out-dir {args.out_dir}"
+        if args.command == "sweep":
+            hint = f"; continue with: torchvae sweep --resume --out-dir {args.out_dir}"
         print(f"torchvae: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as e:

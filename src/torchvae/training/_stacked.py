@@ -230,6 +230,14 @@ class StackedVAE:
                 p[i].copy_(state[n])
 
 
+def _dense(t: Tensor) -> Tensor:
+    """``t`` with its dimensions ordered by stride: contiguous for a dense layout (such as
+    a weight laid out like its transposed gradient), so that the fused kernel reads it as
+    is; elementwise updates of it are updates of ``t``."""
+    order = sorted(range(t.ndim), key=lambda d: -t.stride(d))
+    return t if order == list(range(t.ndim)) else t.permute(order)
+
+
 class StackedAdam:
     """Adam for stacked parameters: each member its own moments, step count and ``lr``.
 
@@ -255,27 +263,44 @@ class StackedAdam:
         k = first.shape[0]
         self.steps = [[torch.zeros((), dtype=torch.float32, device=first.device) for _ in self.names] for _ in range(k)]
 
-    def step(self, params: dict[str, Tensor], grads: dict[str, Tensor], members: Sequence[int]) -> None:
+    def step(
+        self, params: dict[str, Tensor], grads: dict[str, Tensor], members: Sequence[int]
+    ) -> None:
         """One Adam step of the members listed (others are left as they are)."""
         with torch.no_grad():
+            lrs = {self.lrs[i] for i in members}
+            if len(members) == len(self.lrs) and len(lrs) == 1:  # one call for all
+                self._adam([_dense(params[n]) for n in self.names], grads, None, lrs.pop(), 0)
+                for i in members[1:]:
+                    for mine, first in zip(self.steps[i], self.steps[0], strict=True):
+                        mine.copy_(first)
+                return
             for i in members:
-                adam_step(
-                    [params[n][i] for n in self.names],
-                    [grads[n][i] for n in self.names],
-                    [self.exp_avg[n][i] for n in self.names],
-                    [self.exp_avg_sq[n][i] for n in self.names],
-                    [],
-                    self.steps[i],
-                    fused=self.fused or None,
-                    foreach=None if self.fused else False,
-                    amsgrad=False,
-                    beta1=self.betas[0],
-                    beta2=self.betas[1],
-                    lr=self.lrs[i],
-                    weight_decay=0.0,
-                    eps=self.eps,
-                    maximize=False,
-                )
+                self._adam([_dense(params[n])[i] for n in self.names], grads, i, self.lrs[i], i)
+
+    def _adam(
+        self, params: list[Tensor], grads: dict[str, Tensor], i: int | None, lr: float, s: int
+    ) -> None:
+        def pick(t: Tensor) -> Tensor:
+            return _dense(t) if i is None else _dense(t)[i]
+
+        adam_step(
+            params,
+            [pick(grads[n]) for n in self.names],
+            [pick(self.exp_avg[n]) for n in self.names],
+            [pick(self.exp_avg_sq[n]) for n in self.names],
+            [],
+            self.steps[s],
+            fused=self.fused or None,
+            foreach=None if self.fused else False,
+            amsgrad=False,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            lr=lr,
+            weight_decay=0.0,
+            eps=self.eps,
+            maximize=False,
+        )
 
     def member_state(self, i: int, params: list[nn.Parameter]) -> dict[str, Any]:
         """Member ``i``'s state as ``torch.optim.Adam(params, lr).state_dict()`` holds it."""

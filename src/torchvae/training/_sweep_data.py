@@ -82,14 +82,21 @@ def member_batches(
             x = data[order[:, start : start + sweep.batch_size]]
             yield x, likelihood.target_ok(x)
         return
-    shared = all(loader is loaders[0] for loader in loaders)
-    unique = loaders[:1] if shared else loaders
+    unique: list[Any] = []  # a loader shared by members is iterated once per epoch
+    slot = []
+    for loader in loaders:
+        found = next((j for j, u in enumerate(unique) if u is loader), None)
+        if found is None:
+            unique.append(loader)
+            found = len(unique) - 1
+        slot.append(found)
     for loader in unique:
         _set_epoch(loader, epoch)
     trusted = all(getattr(loader, "in_unit_interval", False) for loader in unique)
+    rows = [slot[i] if i in active else slot[active[0]] for i in range(sweep.k)]
     for batches in zip(*(iter(loader) for loader in unique), strict=False):
         xs = [unpack(batch, sweep.device)[0] for batch in batches]
-        if shared:
+        if len(unique) == 1:
             x = xs[0].unsqueeze(0).expand(sweep.k, *xs[0].shape)
         else:
             if len({tuple(t.shape) for t in xs}) != 1:
@@ -97,7 +104,7 @@ def member_batches(
                     f"the members' loaders gave batches of different shapes "
                     f"{sorted({tuple(t.shape) for t in xs})}; a sweep steps them together"
                 )
-            x = torch.stack([xs[i] if i in active else xs[active[0]] for i in range(sweep.k)])
+            x = torch.stack([xs[j] for j in rows])
         yield x, None if trusted else likelihood.target_ok(x)
 
 
