@@ -34,9 +34,13 @@ _PROB_EPS = 1e-6
 
 
 def _config(model: nn.Module) -> Any:
+    """The model's architecture: its file config, or its repr for classes files do not know."""
     from ..io.serialization import model_config
 
-    return model_config(model)
+    try:
+        return model_config(model)
+    except TypeError:
+        return repr(model)
 
 
 def check_stackable(models: Sequence[nn.Module]) -> None:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,8 @@ class Sweep:
             if on_cpu
             else [torch.Generator(self.device).manual_seed(m.seed) for m in members]
         )
+        self._stop_step = [0] * self.k  # the step at which each member stopped
+        self._on_step: Callable[[int, Tensor], None] | None = None
         self._ready = False
         self._writers: list[Any] = [None] * self.k
 
@@ -274,7 +276,14 @@ class Sweep:
 
     # --- the loop ---------------------------------------------------------------------
 
-    def fit(self, train: Any, val: Any = None, epochs: int = 1, resume: bool = False) -> None:
+    def fit(
+        self,
+        train: Any,
+        val: Any = None,
+        epochs: int = 1,
+        resume: bool = False,
+        on_step: Callable[[int, Tensor], None] | None = None,
+    ) -> None:
         """Train every member until ``epochs`` epochs are done (or it stops early).
 
         Args:
@@ -285,12 +294,14 @@ class Sweep:
             val: validation data (a Tensor or a loader), the same for all members.
             epochs: the total number of epochs, counting those done before a resume.
             resume: continue from each member's newest checkpoint in its folder.
+            on_step: called after each step with the step number and the members'
+                losses, ``(K,)`` (those of stopped members are meaningless).
 
         Raises:
             NonFiniteLossError: a member's loss or gradient is NaN/inf (it is named).
             ValueError: bad data, or checkpoints that do not fit.
         """
-        self._stop_step = [0] * self.k
+        self._on_step = on_step
         self._prepare(first_batch(train, self))
         if resume:
             self._resume()
@@ -329,7 +340,10 @@ class Sweep:
             total, rec, kl, _ = self.stack.losses(params, x, eps, beta, free_bits)
             grads = torch.autograd.grad(total.sum(), list(params.values()))
             norms = torch.stack(
-                [torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim))) for g in grads]
+                [
+                    g.abs() if g.ndim == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)))
+                    for g in grads
+                ]
             )
             grad_norm = torch.linalg.vector_norm(norms, dim=0)
             finite = torch.isfinite(total) & torch.isfinite(grad_norm)
@@ -342,11 +356,13 @@ class Sweep:
             sums.add_(torch.stack([total, rec, kl], 1).detach(), alpha=b)
             n_seen += b
             self.global_step += 1
+            if self._on_step is not None:
+                self._on_step(self.global_step, total.detach())
             if (self.global_step - 1) % self.log_every_n_steps == 0:
                 self._log_step(active, total, rec, kl, grad_norm, beta)
         if self.global_step == steps0:
             raise ValueError(f"train yielded no batches in epoch {epoch + 1}")
-        weights_ok = torch.stack([torch.isfinite(p).flatten(1).all(1) for p in params.values()])
+        weights_ok = torch.stack([torch.isfinite(p).reshape(self.k, -1).all(1) for p in params.values()])
         means = (sums / n_seen).tolist()
         vals = self.evaluate(val) if val is not None else None
         for i in active:
