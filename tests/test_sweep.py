@@ -103,7 +103,9 @@ def test_members_match_separate_trainer_runs(
     assert len(steps) == 15  # 45 examples in batches of 10, 3 epochs
     for i, m in enumerate(MEMBERS):
         trainer, losses = trainer_run(copy.deepcopy(models[i]), m, x, val, epochs=3)
-        torch.testing.assert_close(torch.stack(steps)[:, i], torch.tensor(losses), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            torch.stack(steps)[:, i], torch.tensor(losses), rtol=1e-5, atol=1e-5
+        )
         for mine, theirs in zip(sweep.history[i], trainer.history, strict=True):
             for key in ("loss", "reconstruction", "kl", "val_loss", "val_kl", "beta"):
                 assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-5), key
@@ -127,7 +129,7 @@ def test_resume_from_checkpoints_is_exact(tmp_path: Path) -> None:
     x, val = torch.rand(30, 12), torch.rand(10, 12)
     models: list[nn.Module] = [mlp(m.seed) for m in members]
     whole, _ = sweep_run(models, [SweepMember(m.seed, m.beta, m.lr) for m in members], x, val, 4)
-    part, _ = sweep_run(models, members, x, val, epochs=2)
+    sweep_run(models, members, x, val, epochs=2)
     assert find_last_checkpoint(tmp_path / "m1" / "checkpoints") is not None
     resumed = Sweep([copy.deepcopy(m) for m in models], members, batch_size=10, device="cpu")
     resumed.fit(x, val, epochs=4, resume=True)
@@ -205,7 +207,9 @@ class Dropping(nn.Module):
     ],
     ids=["conditional", "mixture-prior", "flow-posterior", "random-layer"],
 )
-def test_unsupported_models_are_refused_by_name(make: Callable[[], nn.Module], message: str) -> None:
+def test_unsupported_models_are_refused_by_name(
+    make: Callable[[], nn.Module], message: str
+) -> None:
     try:
         model = make()
     except ImportError:  # the flow posterior needs the flows extra

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,13 @@ def sweep_command(args: argparse.Namespace) -> None:
                 if getattr(args, key) is not None:
                     flag = "--" + key.replace("_", "-")
                     raise CLIError(f"{flag} and --grid {key.replace('_', '-')}=... both given")
-        if not out_dir.is_dir():
-            out_dir.mkdir(parents=True)
-            stack.enter_context(hold_folder(out_dir, "--out-dir"))
-        _sweep(args, out_dir, grid, base)
+
+        def claim() -> None:  # once the sweep is known to be possible
+            if not out_dir.is_dir():
+                out_dir.mkdir(parents=True)
+                stack.enter_context(hold_folder(out_dir, "--out-dir"))
+
+        _sweep(args, out_dir, grid, base, claim)
 
 
 def _loaders(args: argparse.Namespace, members: list[dict[str, Any]], device: torch.device) -> Any:
@@ -131,22 +135,25 @@ def _loaders(args: argparse.Namespace, members: list[dict[str, Any]], device: to
 
 
 def _sweep(
-    args: argparse.Namespace, out_dir: Path, grid: dict[str, list[Any]], base: dict[str, Any]
+    args: argparse.Namespace,
+    out_dir: Path,
+    grid: dict[str, list[Any]],
+    base: dict[str, Any],
+    claim: Callable[[], None],
 ) -> None:
     members = _members(base, grid)
     device = resolve_device(args.device)
     trains, test = _loaders(args, members, device)
     image_shape = [1, *trains[0].images.shape[1:]]
-    models, specs = [], []
+    models, specs, runs = [], [], []
     for m in members:
         s = m["settings"]
         torch.manual_seed(s["seed"])  # the initial weights follow the member's seed
         model = build_model(s, image_shape)
         run = {"settings": s, "image_shape": image_shape, "model": model_config(model)}
         folder = out_dir / m["name"]
-        folder.mkdir(exist_ok=True)
-        write_json(folder / "config.json", run)
         models.append(model)
+        runs.append((folder, run))
         specs.append(
             SweepMember(
                 seed=s["seed"],
@@ -162,6 +169,10 @@ def _sweep(
         sweep = Sweep(models, specs, batch_size=base["batch_size"], device=device)
     except ValueError as e:
         raise CLIError(f"cannot sweep this model: {e}") from e
+    claim()
+    for folder, run in runs:
+        folder.mkdir(exist_ok=True)
+        write_json(folder / "config.json", run)
     write_json(
         out_dir / "sweep.json",
         {"grid": grid, "settings": base, "members": [m["name"] for m in members]},

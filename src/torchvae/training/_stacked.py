@@ -61,7 +61,9 @@ def check_stackable(models: Sequence[nn.Module]) -> None:
                 f"supported: train them with Trainer one by one)"
             )
         if m.num_classes is not None:
-            raise ValueError(f"models[{i}] is conditional; a sweep does not support conditional VAEs")
+            raise ValueError(
+                f"models[{i}] is conditional; a sweep does not support conditional VAEs"
+            )
         if type(m.posterior_head) is not DiagonalGaussian:
             raise ValueError(
                 f"models[{i}] has the posterior {type(m.posterior_head).__name__}; a sweep "
@@ -133,7 +135,7 @@ class StackedVAE:
         self.score_inside = any(True for _ in likelihood.parameters())
         self.nets = _Nets(self.template, self.score_inside)
         names = {n for n, _ in self.nets.named_parameters()}
-        params, _ = stack_module_state(list(vaes))  # type: ignore[arg-type]
+        params, _ = stack_module_state(list(vaes))
         if set(params) - names:
             raise ValueError(
                 "the models have parameters outside their encoder, decoder and likelihood "
@@ -187,7 +189,8 @@ class StackedVAE:
         beta: Tensor,
         free_bits: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        r"""Each member's ``(total, reconstruction, kl, kl_per_dim)``, as :class:`~torchvae.ELBOLoss`.
+        r"""Each member's ``(total, reconstruction, kl, kl_per_dim)``, as in
+        :class:`~torchvae.ELBOLoss`.
 
         Args:
             params: the stacked parameters (``self.params``, or leaves that require grad).
@@ -238,7 +241,7 @@ def _dense(t: Tensor) -> Tensor:
     """``t`` with its dimensions ordered by stride: contiguous for a dense layout (such as
     a weight laid out like its transposed gradient), so that the fused kernel reads it as
     is; elementwise updates of it are updates of ``t``."""
-    order = sorted(range(t.ndim), key=lambda d: -t.stride(d))
+    order = sorted(range(t.ndim), key=lambda d: -t.stride()[d])
     return t if order == list(range(t.ndim)) else t.permute(order)
 
 
@@ -265,7 +268,10 @@ class StackedAdam:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
         k = first.shape[0]
-        self.steps = [[torch.zeros((), dtype=torch.float32, device=first.device) for _ in self.names] for _ in range(k)]
+        self.steps = [
+            [torch.zeros((), dtype=torch.float32, device=first.device) for _ in self.names]
+            for _ in range(k)
+        ]
 
     def step(
         self, params: dict[str, Tensor], grads: dict[str, Tensor], members: Sequence[int]

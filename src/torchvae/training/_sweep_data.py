@@ -43,8 +43,7 @@ def _loaders(train: Any, k: int) -> list[Any] | None:
     if isinstance(train, (list, tuple)):
         if len(train) != k or any(isinstance(t, Tensor) for t in train):
             raise ValueError(
-                f"train as a sequence must hold one loader per member ({k}), got "
-                f"{len(train)} items"
+                f"train as a sequence must hold one loader per member ({k}), got {len(train)} items"
             )
         return list(train)
     if isinstance(train, (DataLoader,)) or hasattr(train, "__iter__"):

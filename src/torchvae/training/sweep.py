@@ -93,7 +93,11 @@ class _Stopper:
         return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best, self.wait, self.stopped_epoch = state["best"], state["wait"], state["stopped_epoch"]
+        self.best, self.wait, self.stopped_epoch = (
+            state["best"],
+            state["wait"],
+            state["stopped_epoch"],
+        )
 
 
 class Sweep:
@@ -341,7 +345,9 @@ class Sweep:
             grads = torch.autograd.grad(total.sum(), list(params.values()))
             norms = torch.stack(
                 [
-                    g.abs() if g.ndim == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)))
+                    g.abs()
+                    if g.ndim == 1
+                    else torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)))
                     for g in grads
                 ]
             )
@@ -362,7 +368,9 @@ class Sweep:
                 self._log_step(active, total, rec, kl, grad_norm, beta)
         if self.global_step == steps0:
             raise ValueError(f"train yielded no batches in epoch {epoch + 1}")
-        weights_ok = torch.stack([torch.isfinite(p).reshape(self.k, -1).all(1) for p in params.values()])
+        weights_ok = torch.stack(
+            [torch.isfinite(p).reshape(self.k, -1).all(1) for p in params.values()]
+        )
         means = (sums / n_seen).tolist()
         vals = self.evaluate(val) if val is not None else None
         for i in active:
@@ -427,7 +435,8 @@ class Sweep:
             w = self._writer(i)
             if w is None:
                 continue
-            for name, row in zip(("loss", "reconstruction", "kl", "grad_norm", "beta"), values):
+            names = ("loss", "reconstruction", "kl", "grad_norm", "beta")
+            for name, row in zip(names, values, strict=True):
                 w.add_scalar(f"train/{name}", row[i], self.global_step)
             w.add_scalar("train/lr", self.members[i].lr, self.global_step)
 
@@ -459,7 +468,10 @@ class Sweep:
             copy_ = torch.Generator(self.device)
             copy_.set_state(g.get_state())
             gens.append(copy_)
-        ones, zeros = torch.ones(self.k, device=self.device), torch.zeros(self.k, device=self.device)
+        ones, zeros = (
+            torch.ones(self.k, device=self.device),
+            torch.zeros(self.k, device=self.device),
+        )
         sums = torch.zeros(self.k, 3, dtype=torch.float64, device=self.device)
         n, dims = 0, 1
         params = {name: p.detach() for name, p in self.stack.params.items()}
