@@ -11,24 +11,23 @@ Trainer seeds the global one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..io.checkpoint import find_last_checkpoint, get_rng_state, load_checkpoint, save_checkpoint
 from ..schedules import Linear
 from ._faults import NonFiniteLossError
 from ._precision import auto_device, flush_denormal
 from ._stacked import StackedAdam, StackedVAE
 from ._sweep_data import first_batch, member_batches, val_batches
+from ._sweep_files import Stopper, log_step, member_checkpoint, resume_members, write_checkpoint
 
 __all__ = ["Sweep", "SweepMember"]
 
@@ -70,34 +69,6 @@ class SweepMember:
                 raise ValueError(f"{name} must be finite and {'> 0' if name == 'lr' else '>= 0'}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
-
-
-class _Stopper:
-    """Early stopping of one member (as :class:`~torchvae.callbacks.EarlyStopping`)."""
-
-    def __init__(self, patience: int | None, min_delta: float) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best: float | None = None
-        self.wait, self.stopped_epoch = 0, 0
-
-    def update(self, value: float, epoch: int) -> bool:
-        if self.best is None or value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
-        else:
-            self.wait += 1
-        if self.patience is not None and self.wait >= self.patience:
-            self.stopped_epoch = epoch
-        return self.stopped_epoch > 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best, self.wait, self.stopped_epoch = (
-            state["best"],
-            state["wait"],
-            state["stopped_epoch"],
-        )
 
 
 class Sweep:
@@ -160,7 +131,7 @@ class Sweep:
         self.k = self.stack.k
         self.batch_size, self.keep_last = batch_size, keep_last
         self.log_every_n_steps = log_every_n_steps
-        self.stoppers = [_Stopper(patience, min_delta) for _ in members]
+        self.stoppers = [Stopper(patience, min_delta) for _ in members]
         self.epochs_done = [0] * self.k
         self.global_step = 0
         self.history: list[list[dict[str, float]]] = [[] for _ in members]
@@ -193,6 +164,11 @@ class Sweep:
         """The members still training (not stopped early)."""
         return [i for i, s in enumerate(self.stoppers) if s.stopped_epoch == 0]
 
+    def member_state(self, i: int) -> dict[str, Any]:
+        """Member ``i``'s checkpoint: what a :class:`~torchvae.Trainer` checkpoint holds (so
+        that a Trainer can continue it: weights, Adam's state, step counts, random state)."""
+        return member_checkpoint(self, i)
+
     def model(self, i: int) -> nn.Module:
         """Member ``i``'s model, with its current weights (a new module, on the CPU)."""
         import copy
@@ -201,82 +177,10 @@ class Sweep:
         model.load_state_dict({k: v.cpu() for k, v in self.stack.member_state(i).items()})
         return model
 
-    def _folder(self, i: int) -> Path | None:
+    def folder(self, i: int) -> Path | None:
+        """Member ``i``'s run folder (``None``: it writes no files)."""
         folder = self.members[i].folder
         return None if folder is None else Path(folder)
-
-    def member_state(self, i: int) -> dict[str, Any]:
-        """Member ``i``'s checkpoint: what a :class:`~torchvae.Trainer` checkpoint holds."""
-        model = self.model(i)
-        params = list(model.parameters())
-        optimizer = self.adam.member_state(i, params)
-        rng = get_rng_state()
-        rng["torch"] = self.gens[i].get_state()
-        if self.dev_gens is not self.gens:
-            rng["cuda"] = [self.dev_gens[i].get_state()]
-        info = self.members[i].info
-        callbacks: dict[str, Any] = {
-            "SweepMember": {
-                "member": json.dumps({**asdict(self.members[i]), "folder": None, "info": None}),
-                "stopper": self.stoppers[i].state_dict(),
-            }
-        }
-        if info is not None:
-            callbacks["RunInfo"] = {"run": json.dumps(dict(info))}
-        return {
-            "model": model.state_dict(),
-            "loss": {},
-            "optimizer": optimizer,
-            "aux_optimizers": {},
-            "scheduler": None,
-            "scaler": {},
-            "optimizer_type": "Adam",
-            "optimizer_hyperparameters": [
-                {k: v for k, v in g.items() if k != "params"} for g in optimizer["param_groups"]
-            ],
-            "epoch": self.epochs_done[i],
-            "global_step": self.global_step if i in self.active else self._stop_step[i],
-            "skipped_steps": 0,
-            "history": self.history[i],
-            "rng": rng,
-            "rng_ranks": None,
-            "callbacks": callbacks,
-        }
-
-    def _restore(self, i: int, path: Path) -> None:
-        state = load_checkpoint(path)
-        self.stack.load_member(i, state["model"])
-        self.adam.load_member(i, state["optimizer"])
-        self.epochs_done[i] = int(state["epoch"])
-        self._stop_step[i] = int(state["global_step"])
-        self.history[i] = list(state["history"])
-        self.metrics[i] = dict(self.history[i][-1]) if self.history[i] else {}
-        self.gens[i].set_state(state["rng"]["torch"])
-        if self.dev_gens is not self.gens and state["rng"].get("cuda"):
-            self.dev_gens[i].set_state(state["rng"]["cuda"][0])
-        saved = state["callbacks"].get("SweepMember")
-        if saved is not None:
-            self.stoppers[i].load_state_dict(saved["stopper"])
-
-    def _resume(self) -> None:
-        for i in range(self.k):
-            folder = self._folder(i)
-            last = None if folder is None else find_last_checkpoint(folder / "checkpoints")
-            if last is None:
-                raise ValueError(
-                    f"resume: member {i} has no checkpoint in "
-                    f"{'its folder (none given)' if folder is None else folder / 'checkpoints'}"
-                )
-            self._restore(i, last)
-        steps = {self._stop_step[i] for i in self.active}
-        epochs = {self.epochs_done[i] for i in self.active}
-        if len(steps) > 1 or len(epochs) > 1:
-            raise ValueError(
-                f"resume: the members still training are at different points (epochs "
-                f"{sorted(epochs)}, steps {sorted(steps)}); a sweep resumes from checkpoints "
-                f"it wrote itself, at one epoch"
-            )
-        self.global_step = steps.pop() if steps else max(self._stop_step)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -308,7 +212,7 @@ class Sweep:
         self._on_step = on_step
         self._prepare(first_batch(train, self))
         if resume:
-            self._resume()
+            resume_members(self)
         try:
             with flush_denormal(self.device.type == "cpu"):
                 while self.active and min(self.epochs_done[i] for i in self.active) < epochs:
@@ -365,7 +269,7 @@ class Sweep:
             if self._on_step is not None:
                 self._on_step(self.global_step, total.detach())
             if (self.global_step - 1) % self.log_every_n_steps == 0:
-                self._log_step(active, total, rec, kl, grad_norm, beta)
+                log_step(self, active, total, rec, kl, grad_norm, beta)
         if self.global_step == steps0:
             raise ValueError(f"train yielded no batches in epoch {epoch + 1}")
         weights_ok = torch.stack(
@@ -398,7 +302,7 @@ class Sweep:
             self.history[i].append(dict(metrics))
             if self.stoppers[i].update(metrics.get("val_loss", loss), epoch + 1):
                 self._stop_step[i] = self.global_step
-            self._end_of_epoch(i)
+            write_checkpoint(self, i)
 
     def _fail(self, finite: Tensor, check: Tensor | None, epoch: int, epochs: int) -> None:
         at = f"epoch {epoch + 1} of {epochs}, step {self.global_step}"
@@ -413,49 +317,6 @@ class Sweep:
             f"the loss or gradient of member {names} is NaN or inf at {at}; lower its "
             f"learning rate or check the data"
         )
-
-    def _writer(self, i: int) -> Any:
-        folder = self._folder(i)
-        if folder is None:
-            return None
-        if self._writers[i] is None:
-            from tensorboardX import SummaryWriter
-
-            suffix = f".{time.time_ns()}"
-            self._writers[i] = SummaryWriter(str(folder / "tensorboard"), filename_suffix=suffix)
-        return self._writers[i]
-
-    def _log_step(
-        self, active: list[int], total: Tensor, rec: Tensor, kl: Tensor, norm: Tensor, beta: Tensor
-    ) -> None:
-        if all(self._folder(i) is None for i in active):
-            return
-        values = torch.stack([total, rec, kl, norm, beta.to(total.dtype)]).detach().tolist()
-        for i in active:
-            w = self._writer(i)
-            if w is None:
-                continue
-            names = ("loss", "reconstruction", "kl", "grad_norm", "beta")
-            for name, row in zip(names, values, strict=True):
-                w.add_scalar(f"train/{name}", row[i], self.global_step)
-            w.add_scalar("train/lr", self.members[i].lr, self.global_step)
-
-    def _end_of_epoch(self, i: int) -> None:
-        folder = self._folder(i)
-        if folder is None:
-            return
-        w = self._writer(i)
-        for name, value in self.metrics[i].items():
-            if name not in ("epoch", "step"):
-                w.add_scalar(f"epoch/{name}", value, self.epochs_done[i])
-        w.flush()
-        ckpts = folder / "checkpoints"
-        ckpts.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(self.member_state(i), ckpts / f"epoch-{self.epochs_done[i]:04d}.pt")
-        if self.keep_last is not None:
-            kept = sorted(ckpts.glob("epoch-*.pt"))
-            for old in kept[: max(0, len(kept) - self.keep_last)]:
-                old.unlink(missing_ok=True)
 
     @torch.no_grad()
     def evaluate(self, data: Any) -> list[dict[str, float]]:
