@@ -19,3 +19,4 @@ set -x
 .venv/bin/python benchmarks/bench_step.py --quick
 .venv/bin/python benchmarks/bench_data.py --quick
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
+.venv/bin/python benchmarks/bench_sweep.py --quick

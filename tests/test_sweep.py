@@ -140,7 +140,9 @@ def test_resume_from_checkpoints_is_exact(tmp_path: Path) -> None:
         assert [h["loss"] for h in resumed.history[i]] == [h["loss"] for h in whole.history[i]]
     state = load_checkpoint(find_last_checkpoint(tmp_path / "m0" / "checkpoints"))
     assert state["epoch"] == 4 and state["optimizer"]["param_groups"][0]["lr"] == 1e-3
-    assert list((tmp_path / "m0" / "tensorboard").iterdir())  # its own TensorBoard run
+    board = tmp_path / "m0" / "tensorboard"  # its own TensorBoard run, with its hyper-parameters
+    assert any(p.name.startswith("events.") for p in board.iterdir())
+    assert (board / "hparams").is_dir()
 
 
 def test_a_checkpoint_resumes_as_a_trainer_run(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ from .objectives import (
     log_likelihood,
 )
 from .training import NonFiniteLossError, ResumeWarning, StepOutput, Trainer
+from .training.sweep import Sweep, SweepMember
 
 __all__ = [
     "MNIST",
@@ -128,6 +129,8 @@ __all__ = [
     "Sprites",
     "StepOutput",
     "StreamLoader",
+    "Sweep",
+    "SweepMember",
     "TensorBoardLogger",
     "TensorFactorDataset",
     "TensorLoader",

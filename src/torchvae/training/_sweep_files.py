@@ -18,7 +18,14 @@ from ..io.checkpoint import find_last_checkpoint, get_rng_state, load_checkpoint
 if TYPE_CHECKING:
     from .sweep import Sweep
 
-__all__ = ["Stopper", "log_step", "member_checkpoint", "resume_members", "write_checkpoint"]
+__all__ = [
+    "Stopper",
+    "log_step",
+    "member_checkpoint",
+    "resume_members",
+    "write_checkpoint",
+    "write_hparams",
+]
 
 
 class Stopper:
@@ -177,3 +184,24 @@ def write_checkpoint(sweep: Sweep, i: int) -> None:
         kept = sorted(ckpts.glob("epoch-*.pt"))
         for old in kept[: max(0, len(kept) - sweep.keep_last)]:
             old.unlink(missing_ok=True)
+
+
+def write_hparams(sweep: Sweep) -> None:
+    """Each member's hyper-parameters and final metrics to its TensorBoard run's HPARAMS tab,
+    as :class:`~torchvae.TensorBoardLogger` writes them at the end of a Trainer run."""
+    for i, member in enumerate(sweep.members):
+        if sweep.folder(i) is None or not sweep.metrics[i]:
+            continue
+        settings = (member.info or {}).get("settings")
+        given = settings if isinstance(settings, dict) else asdict(member)
+        hparams = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in given.items()
+            if k not in ("folder", "info")
+        }
+        final = {
+            f"hparam/{k}": float(v)
+            for k, v in sweep.metrics[i].items()
+            if k not in ("epoch", "step", "time") and isinstance(v, (int, float))
+        }
+        _writer(sweep, i).add_hparams(hparams, final, name="hparams")

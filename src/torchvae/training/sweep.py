@@ -27,7 +27,14 @@ from ._faults import NonFiniteLossError
 from ._precision import auto_device, flush_denormal
 from ._stacked import StackedAdam, StackedVAE
 from ._sweep_data import first_batch, member_batches, val_batches
-from ._sweep_files import Stopper, log_step, member_checkpoint, resume_members, write_checkpoint
+from ._sweep_files import (
+    Stopper,
+    log_step,
+    member_checkpoint,
+    resume_members,
+    write_checkpoint,
+    write_hparams,
+)
 
 __all__ = ["Sweep", "SweepMember"]
 
@@ -217,6 +224,7 @@ class Sweep:
             with flush_denormal(self.device.type == "cpu"):
                 while self.active and min(self.epochs_done[i] for i in self.active) < epochs:
                     self._run_epoch(train, val, epochs)
+            write_hparams(self)
         finally:
             for w in self._writers:
                 if w is not None:
