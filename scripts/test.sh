@@ -26,3 +26,4 @@ set -x
 .venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae
 .venv/bin/python benchmarks/bench_bound.py --quick
 .venv/bin/python benchmarks/bench_default.py --quick
+.venv/bin/python benchmarks/bench_sweep.py --quick

@@ -141,6 +141,7 @@ from .training import (
     code_dataset,
     fit_code_prior,
 )
+from .training.sweep import Sweep, SweepMember
 
 __all__ = [
     "MNIST",
@@ -208,6 +209,8 @@ __all__ = [
     "Sprites",
     "StepOutput",
     "StreamLoader",
+    "Sweep",
+    "SweepMember",
     "TensorBoardLogger",
     "TensorFactorDataset",
     "TensorLoader",

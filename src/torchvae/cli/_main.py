@@ -12,6 +12,7 @@ from ._config import apply_config
 from ._eval import eval_command
 from ._parser import CLIError, build_parser
 from ._sample import sample_command
+from ._sweep import sweep_command
 from ._train import train_command
 
 __all__ = ["main"]
@@ -29,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    run = {"train": train_command, "sample": sample_command, "eval": eval_command}[args.command]
+    run = {
+        "train": train_command,
+        "sample": sample_command,
+        "eval": eval_command,
+        "sweep": sweep_command,
+    }[args.command]
     try:
         if getattr(args, "config", None) is not None:
             args = apply_config(parser, argv, args)
@@ -42,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = ""
         if args.command == "train" and args.out_dir is not None:
             hint = f"; continue with: torchvae train --resume last --out-dir {args.out_dir}"
+        if args.command == "sweep":
+            hint = f"; continue with: torchvae sweep --resume --out-dir {args.out_dir}"
         print(f"torchvae: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as e:

@@ -349,4 +349,36 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     common(ev)
+    _sweep_parser(commands, train, fmt)
     return parser
+
+
+SWEEP_EPILOG = """examples:
+  torchvae sweep --grid beta=0.5,1,2 --grid seed=0,1 --out-dir runs/betas --latent-dim 20
+  torchvae sweep --resume --out-dir runs/betas --epochs 20     # continue every member
+  torchvae eval --checkpoint runs/betas/beta-2_seed-1          # one member, as a train run
+"""
+
+
+def _sweep_parser(commands: Any, train: argparse.ArgumentParser, fmt: Any) -> None:
+    """``torchvae sweep``: the train flags, a grid over some of them, one stacked run."""
+    sweep = commands.add_parser(
+        "sweep",
+        help="train a grid of VAEs at once, their weights stacked",
+        epilog=SWEEP_EPILOG,
+        formatter_class=fmt,
+    )
+    for action in train._actions:  # the train flags, but where the run goes
+        if action.dest not in ("help", "resume", "out_dir"):
+            sweep._add_action(action)
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="values of a setting, one member per point of the grid; KEY is seed, beta, lr, "
+        "free-bits or warmup-epochs (repeat --grid for more keys)",
+    )
+    sweep.add_argument(
+        "--out-dir", type=Path, required=True, help="the sweep's folder: one run folder per member"
+    )
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out-dir")
