@@ -179,8 +179,8 @@ def build_family(
             posterior=parts["posterior"],
         )
     if family == "hierarchical":
-        dims = settings.get("latent_dims") or [100, 50]
-        if dims == [100, 50] and not settings.get("hidden_dims"):
+        dims = settings.get("latent_dims")
+        if dims is None:  # Burda et al.'s two layers
             return HierarchicalVAE.burda(
                 math.prod(shape), likelihood=parts["likelihood"], prior=parts["prior"]
             )
