@@ -122,30 +122,6 @@ class Callback:
         """Restore :meth:`state_dict`'s output."""
 
 
-def _is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    if math.isnan(value):
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    return mode
-
-
-def _monitored(trainer: TrainerView, monitor: str, who: str) -> float:
-    if monitor not in trainer.metrics:
-        raise ValueError(
-            f"{who}: monitor={monitor!r} is not among the epoch's metrics "
-            f"{sorted(trainer.metrics)}"
-            + ("; pass val= to fit" if monitor.startswith("val_") else "")
-        )
-    return float(trainer.metrics[monitor])
-
-
 def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
     if math.isnan(value):
         return False
