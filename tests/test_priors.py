@@ -18,6 +18,7 @@ from torchvae.models.encoders import Encoder
 from torchvae.models.vae import VAE
 from torchvae.posteriors import DiagonalGaussian
 from torchvae.priors import FlowPrior, MixturePrior, Prior, StandardNormal, VampPrior
+from torchvae.priors._mixture import diagonal_log_prob
 
 zuko = pytest.importorskip("zuko")
 
@@ -96,6 +97,34 @@ def test_distribution_object_agrees_with_log_prob_and_samples_reproduce(name: st
         a = model.prior.sample(4, generator=torch.Generator().manual_seed(3))
         b = model.prior.sample(4, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+@given(
+    st.floats(-8.0, 8.0), st.floats(-6.0, 1.0), st.integers(0, 2**16), st.sampled_from([1, 3, 20])
+)
+def test_mixture_component_densities_match_torch_even_far_from_a_narrow_component(
+    offset: float, log_scale: float, seed: int, d: int
+) -> None:
+    """The GEMM expansion of the quadratic form must not lose digits to cancellation."""
+    gen = torch.Generator().manual_seed(seed)
+    means = offset + torch.randn(5, d, generator=gen)
+    log_scales = log_scale + 0.5 * torch.randn(5, d, generator=gen)
+    z = offset + 3.0 * torch.randn(2, 7, d, generator=gen)
+    got = diagonal_log_prob(z, means, log_scales)
+    want = Normal(means.to(F64), log_scales.to(F64).exp()).log_prob(z.to(F64)[..., None, :])
+    assert got.shape == (2, 7, 5) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want.sum(-1).float(), rtol=3e-7, atol=1e-4)
+
+
+def test_mixture_component_density_near_a_narrow_far_component_is_exact() -> None:
+    """z^2 / s^2 is ~1e8 here while log N is ~+60: float32 cancellation would miss by tens."""
+    gen = torch.Generator().manual_seed(0)
+    means = torch.full((2, 20), 50.0)
+    log_scales = torch.full((2, 20), math.log(0.01))
+    z = means[:1] + 0.01 * torch.randn(4, 20, generator=gen)
+    got = diagonal_log_prob(z, means, log_scales)
+    want = Normal(means.to(F64), log_scales.to(F64).exp()).log_prob(z.to(F64)[:, None, :])
+    torch.testing.assert_close(got.to(F64), want.sum(-1), rtol=0.0, atol=1e-3)
 
 
 def test_standard_normal_temperature_and_closed_form_kl() -> None:

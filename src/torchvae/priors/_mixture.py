@@ -19,16 +19,34 @@ __all__ = ["MixturePrior", "diagonal_log_prob"]
 
 
 def diagonal_log_prob(z: Tensor, means: Tensor, log_scales: Tensor) -> Tensor:
-    """``log N(z; m_k, s_k^2)`` for every component: ``(..., B, d)`` -> ``(..., B, K)``."""
+    r"""``log N(z; m_k, s_k^2)`` for every component: ``(..., B, d)`` -> ``(..., B, K)``.
+
+    The quadratic form is expanded into matrix products,
+
+    .. math::
+        -\tfrac12 \sum_j \frac{(z_j - m_{kj})^2}{s_{kj}^2}
+        = -\tfrac12\, z^{2} \cdot s_k^{-2} + z \cdot \frac{m_k}{s_k^{2}}
+          - \tfrac12\, m_k^2 \cdot s_k^{-2},
+
+    so that a thousand importance samples against a 500-component prior cost two
+    GEMMs instead of a ``(B, K, d)`` tensor. The expansion cancels large terms when
+    :math:`|z| / s` is large, so it runs in float64 (except on MPS) and returns ``z``'s dtype.
+    """
     k, d = means.shape
     flat = z.reshape(-1, d)
-    rows = rows_per_block(k * d)
-    inv = torch.exp(-log_scales)
-    const = log_scales.sum(-1) + 0.5 * d * _LOG_2PI
-    parts = [
-        -0.5 * ((part[:, None, :] - means) * inv).square().sum(-1) - const
-        for part in torch.split(flat, rows)
-    ]
+    # MPS has no float64; there the expansion runs in z's own dtype.
+    work = z.dtype if z.device.type == "mps" else torch.promote_types(z.dtype, torch.float64)
+    precision = torch.exp(-2.0 * log_scales.to(work))
+    m = means.to(work)
+    quadratic = (-0.5 * precision).T
+    linear = (m * precision).T
+    const = log_scales.to(work).sum(-1) + 0.5 * d * _LOG_2PI
+    const = const + 0.5 * (m.square() * precision).sum(-1)
+    parts = []
+    for part in torch.split(flat, rows_per_block(k)):
+        wide = part.to(work)
+        out = torch.addmm(torch.addmm(-const, wide.square(), quadratic), wide, linear)
+        parts.append(out.to(z.dtype))
     return torch.cat(parts).reshape(*z.shape[:-1], k)
 
 
