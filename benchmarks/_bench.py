@@ -178,15 +178,17 @@ def examples_loss(recon_x: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Ten
     return bce + kld
 
 
-def torchvae_mlp() -> nn.Module:
-    """The same 784-400-20 ReLU MLP built from torchvae's parts."""
+def torchvae_mlp(**parts: Any) -> nn.Module:
+    """The same 784-400-20 ReLU MLP built from torchvae's parts (``parts``: ``prior=`` etc.)."""
     ensure_torchvae_importable()
     from torchvae.models.decoders import Decoder
     from torchvae.models.encoders import Encoder
     from torchvae.models.vae import VAE
 
     return VAE(
-        Encoder(784, [400], 20, activation=nn.ReLU), Decoder(20, [400], 784, activation=nn.ReLU)
+        Encoder(784, [400], 20, activation=nn.ReLU),
+        Decoder(20, [400], 784, activation=nn.ReLU),
+        **parts,
     )
 
 

@@ -20,6 +20,7 @@ Cases (``--cases``; ``--list`` shows them), the VAE 784-400-20 (ReLU) unless nam
                                                             CoupledOptimizerTrainer
   ciwae             CIWAELoss(k, beta).       pythae-ciwae  pythae CIWAE(number_samples=k, beta)
   iwae-dreg         DReGIWAELoss(model, k).
+  vamp-iwae         IWAELoss(k) with a VampPrior(n_components=500), as in the priors benchmark.
 
 pythae 0.1.2's MIWAE and PIWAE normalize the importance weights over the axis of size
 ``number_gradient_estimates`` and average over ``number_samples``: their inner bound runs
@@ -56,11 +57,11 @@ import torch
 from torch import Tensor, nn
 
 TORCHVAE = ["vae", "hierarchical", "hierarchical-iwae", "iwae", "miwae", "piwae", "ciwae"]
-TORCHVAE += ["iwae-dreg"]
+TORCHVAE += ["iwae-dreg", "vamp-iwae"]
 PYTHAE = ["pythae-iwae", "pythae-miwae", "pythae-piwae", "pythae-ciwae"]
 ORDER = [
     "vae", "hierarchical", "hierarchical-iwae", "iwae", "pythae-iwae", "miwae", "pythae-miwae",
-    "piwae", "pythae-piwae", "ciwae", "pythae-ciwae", "iwae-dreg",
+    "piwae", "pythae-piwae", "ciwae", "pythae-ciwae", "iwae-dreg", "vamp-iwae",
 ]  # fmt: skip
 LR = 1e-3
 # pythae's Enc/Dec layers and the torchvae MLP's, for copying weights.
@@ -76,8 +77,13 @@ NAMES = {
 def _model(case: str) -> nn.Module:
     B.ensure_torchvae_importable()
     from torchvae.models.hierarchical import HierarchicalVAE
+    from torchvae.priors import VampPrior
 
-    return HierarchicalVAE.burda() if case.startswith("hierarchical") else B.torchvae_mlp()
+    if case.startswith("hierarchical"):
+        return HierarchicalVAE.burda()
+    if case.startswith("vamp"):
+        return B.torchvae_mlp(prior=VampPrior(n_components=500))
+    return B.torchvae_mlp()
 
 
 def _loss(case: str, model: nn.Module, args: argparse.Namespace) -> nn.Module:
@@ -94,6 +100,7 @@ def _loss(case: str, model: nn.Module, args: argparse.Namespace) -> nn.Module:
         "piwae": lambda: PIWAELoss(model, k, m),  # type: ignore[arg-type]
         "ciwae": lambda: CIWAELoss(k, args.beta),
         "iwae-dreg": lambda: DReGIWAELoss(model, k),  # type: ignore[arg-type]
+        "vamp-iwae": lambda: IWAELoss(k),
     }
     loss: nn.Module = losses[case]()
     return loss
