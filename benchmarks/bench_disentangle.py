@@ -14,8 +14,9 @@ same set (as disentanglement_lib does with dSprites).
 
 One training loop for all objectives, written here: the model's optimizer steps on
 ``total``, then each auxiliary loss of the objective (FactorVAE's discriminator) is
-backpropagated and stepped by its own optimizer. The ``Trainer`` cannot yet give an
-objective's auxiliary parameters their own optimizer, so the loop is the benchmark's.
+backpropagated and stepped by its own optimizer, as the ``Trainer`` does with
+``LossOutput.aux`` and ``aux_parameters()``. The loop is written out so that the step alone
+is timed, the same way for every objective.
 
 ``--quick`` is a smoke run on a tiny grid (seconds): every objective, one seed, tiny
 metric samples; its numbers mean nothing.
