@@ -10,10 +10,13 @@ Hypothesis profiles (choose with the environment variable ``HYPOTHESIS_PROFILE``
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+from torchvae.data import _idx
 
 settings.register_profile(
     "dev",
@@ -40,3 +43,20 @@ torch.set_num_threads(1)
 def _seed() -> None:
     """Every test starts from the same global random state."""
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No network, no ``TORCHVAE_DATA_DIR``, a private cwd (``tmp_path/cwd``) and an empty
+    Debian folder (``tmp_path/debian-fashion-mnist``): the data are only where a test puts
+    them. Returns ``tmp_path``."""
+
+    def no_network(url: str) -> bytes:
+        raise OSError(f"network disabled in tests ({url})")
+
+    monkeypatch.setattr(_idx, "_fetch", no_network)
+    monkeypatch.delenv("TORCHVAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(_idx, "_DEBIAN_FASHION_MNIST", tmp_path / "debian-fashion-mnist")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    return tmp_path

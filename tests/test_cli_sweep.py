@@ -10,24 +10,14 @@ import torch
 
 from test_data import write_dataset
 from torchvae.cli import main
-from torchvae.data import _idx
 from torchvae.io.serialization import load_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning"),
+    pytest.mark.usefixtures("offline"),
+]
 
 TINY = ["--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "4", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_network(url: str) -> bytes:
-        raise OSError(f"network disabled in tests ({url})")
-
-    monkeypatch.setattr(_idx, "_fetch", no_network)
-    monkeypatch.delenv("TORCHVAE_DATA_DIR", raising=False)
-    monkeypatch.setattr(_idx, "_DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
 
 
 @pytest.fixture

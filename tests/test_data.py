@@ -69,19 +69,9 @@ def write_dataset(folder: Path, compress: bool) -> dict[bool, tuple[torch.Tensor
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No network, no environment variable, and a private cwd and Debian folder."""
-
-    def no_network(url: str) -> bytes:
-        raise OSError(f"network disabled in tests ({url})")
-
-    monkeypatch.setattr(_idx, "_fetch", no_network)
-    monkeypatch.delenv("TORCHVAE_DATA_DIR", raising=False)
-    monkeypatch.setattr(_idx, "_DEBIAN_FASHION_MNIST", tmp_path / "debian-fashion-mnist")
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return tmp_path
+def isolated(offline: Path) -> Path:
+    """Every test here runs offline (see ``conftest.offline``)."""
+    return offline
 
 
 # --- IDX reading ---------------------------------------------------------------------------
