@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny grid, 1 seed")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from here (to extend a run)"
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -248,14 +251,16 @@ def main(argv: list[str] | None = None) -> None:
     data = ds.images_at(torch.arange(len(ds)))
     print(f"{len(ds)} sprites {ds.factor_sizes}; {steps} steps of {args.batch_size}, {seeds} seeds")
     results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-    for seed in range(seeds):  # round robin: drift in the machine's speed falls on all alike
+    first = 0 if args.quick else args.first_seed
+    # round robin: drift in the machine's speed falls on all alike
+    for seed in range(first, first + seeds):
         for name in names:
             start = time.perf_counter()
             model, figures = train(name, data, seed, steps, args.batch_size, args.lr, args.quick)
             active, order = active_dims(model, data)
             figures |= score(model, ds, args.quick) | {"active": active}
             results[name].append(figures)
-            if args.images is not None and seed == 0:
+            if args.images is not None and seed == first:
                 args.images.mkdir(parents=True, exist_ok=True)
                 traversal(model, ds, order, args.images / f"disentangle_{name}.png")
             took = time.perf_counter() - start
