@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import TINY, data_dir, isolated  # noqa: F401 (fixtures)
+from test_cli import TINY, data_dir  # noqa: F401 (fixtures)
 from torchvae.cli import main
 from torchvae.cli._config import read_config
 from torchvae.cli._parser import CLIError
 from torchvae.io.serialization import load_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning"),
+    pytest.mark.usefixtures("offline"),
+]
 HAS_YAML = importlib.util.find_spec("yaml") is not None
 HAS_TOML = any(importlib.util.find_spec(m) is not None for m in ("tomllib", "tomli"))
 NEEDS_TOML = pytest.mark.skipif(not HAS_TOML, reason="needs tomllib (Python 3.11+) or tomli")

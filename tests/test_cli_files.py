@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_cli import TINY, data_dir, isolated, train  # noqa: F401 (fixtures)
+from test_cli import TINY, data_dir, train  # noqa: F401 (fixtures)
 from test_data import write_dataset
 from torchvae.cli import _parser as cli_parser
 from torchvae.cli import _train as cli_train
@@ -29,7 +29,10 @@ from torchvae.models.decoders import Decoder
 from torchvae.models.encoders import Encoder
 from torchvae.models.vae import VAE
 
-pytestmark = pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torchvae.diagnostics.PosteriorCollapseWarning"),
+    pytest.mark.usefixtures("offline"),
+]
 
 
 def _env() -> dict[str, str]:
