@@ -21,19 +21,24 @@ __all__ = ["Bernoulli", "ContinuousBernoulli", "continuous_bernoulli_log_norm"]
 class _BernoulliNLL(torch.autograd.Function):
     r"""Elementwise :math:`\operatorname{softplus}(\ell) - x\ell`, summed over the last ``n`` dims.
 
-    On the CPU this is faster than ``binary_cross_entropy_with_logits``, above all on a
-    loaded machine: three passes over the logits forward (``logaddexp``, ``addcmul``,
-    the sum) and three backward, each a parallel region whose threads must meet, against
-    about twice as many. :math:`\operatorname{softplus}(\ell) = \log(e^{\ell} + e^0)` is
-    ``logaddexp``'s vectorized :math:`\max(\ell, 0) + \log(1 + e^{-|\ell|})`, exact to the
-    rounding of the result. The gradient is exact: :math:`\sigma(\ell) - x`.
+    On the CPU this is several times faster than ``binary_cross_entropy_with_logits``:
+    ATen's CPU ``log1p`` (inside BCE with logits, ``softplus`` and ``logaddexp``) is
+    scalar, while ``exp`` and ``log`` of arguments in :math:`[1, 2]` are vectorized. So
+    :math:`\operatorname{softplus}(\ell) = \max(\ell, 0) + \log(1 + e^{-|\ell|})`
+    is written with ``exp`` and ``log``, in place. Rounding :math:`1 + e^{-|\ell|}` drops
+    terms below half an ulp of 1 (:math:`6 \cdot 10^{-8}` in float32, where
+    :math:`|\ell| > 16.6`), less than the rounding of any per-example sum of such terms;
+    :math:`|\ell|` is clamped at 80 first, which changes the value by under
+    :math:`10^{-34}` and keeps ``exp`` off its slow path for results below float32's
+    normal range. The gradient is exact: :math:`\sigma(\ell) - x`.
     """
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, x: Tensor, event_ndim: int) -> Tensor:
         ctx.save_for_backward(logits, x)
         ctx.event_ndim = event_ndim
-        value = torch.logaddexp(logits, logits.new_zeros(())).addcmul_(x, logits, value=-1.0)
+        value = logits.abs().clamp_max_(80.0).neg_().exp_().add_(1.0).log_()
+        value.add_(logits.clamp_min(0.0)).addcmul_(x, logits, value=-1.0)
         return sum_event(value, event_ndim)
 
     @staticmethod
