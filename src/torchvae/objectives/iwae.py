@@ -50,13 +50,19 @@ from ..gaussian import GaussianParams
 from ..likelihoods import Likelihood, check_likelihood
 from ..models.hierarchical import HierarchicalVAE
 from ..models.vae import VAE, VAEOutput
-from ..posteriors import Posterior
+from ..posteriors import DiagonalGaussian, FlowPosterior, Posterior
 from ._terms import Terms, check_output, model_likelihood, terms
 from .losses import LossOutput
 
 __all__ = ["CIWAELoss", "DReGIWAELoss", "MIWAELoss", "PIWAELoss"]
 
 _INFERENCE = ("encoder.", "posterior_head.")
+# PIWAE's one-pass gradient: the decoder path's weights are floored at this fraction of the
+# MIWAE weights (so that the rescaling at z never multiplies an underflowed gradient).
+_FLOOR = 1e-20
+# Posteriors whose log q(z|x) is computed along the sampling path, never from the sample
+# z itself: a gradient hook on z then rescales only what comes back through p(x, z).
+_LOG_Q_ALONG_PATH = (DiagonalGaussian, FlowPosterior)
 
 
 def _log_weights(
@@ -132,6 +138,10 @@ def _vae_log_joint(model: VAE, x: Tensor, z: Tensor) -> Tensor:
 
 def _posterior_log_prob(posterior: Posterior, z: Tensor, params: GaussianParams) -> Tensor:
     return posterior.log_prob(z, params)
+
+
+def _prior_log_prob(model: VAE, z: Tensor) -> Tensor:
+    return model.prior.log_prob(z)
 
 
 class MIWAELoss(nn.Module):
@@ -228,12 +238,35 @@ class PIWAELoss(nn.Module):
         - \left[\mathrm{MIWAE}_{M,K} - \mathrm{IWAE}_{MK}\right](\bar\theta, \phi)
         + \text{(the bracket's value, so that total is } -\mathrm{IWAE}_{MK}\text{)},
 
-    where :math:`\bar\theta` is :math:`\theta` detached: the bracket re-scores the same
-    samples with the generative parameters held fixed (one more pass of the decoder, and
-    for a :class:`~torchvae.HierarchicalVAE` of the top-down networks on the same noise),
-    so its gradient reaches :math:`\phi` only and turns its IWAE gradient into the MIWAE
-    one. ``total`` is :math:`-\mathrm{IWAE}_{MK}`, a bound; ``terms["neg_miwae"]`` is
+    where :math:`\bar\theta` is :math:`\theta` detached. ``total`` is
+    :math:`-\mathrm{IWAE}_{MK}`, a bound; ``terms["neg_miwae"]`` is
     :math:`-\mathrm{MIWAE}_{M,K}`.
+
+    For a :class:`~torchvae.VAE` with a :class:`~torchvae.DiagonalGaussian` or
+    :class:`~torchvae.FlowPosterior` posterior this gradient takes one pass. Both
+    bounds' gradients are sums over the samples,
+    :math:`\sum_{m,k} \tilde w_{m,k} \nabla \log w_{m,k}`, with
+    :math:`\tilde w^{\mathrm{IW}}` the weights normalized over all :math:`MK` samples and
+    :math:`\tilde w^{\mathrm{MI}}_{m,k}` those normalized within bound :math:`m`, over
+    :math:`M`. :math:`\phi` reaches :math:`\log w = \log p_\theta(x, z) - \log
+    q_\phi(z \mid x)` through the sample :math:`z` and through :math:`\log q` directly,
+    :math:`\theta` through :math:`\log p_\theta` at fixed :math:`z`. So the loss weighs
+    :math:`\log p_\theta(x, z)` by :math:`\tilde w^{\mathrm{IW}}` and :math:`\log q` by
+    :math:`\tilde w^{\mathrm{MI}}`, and a gradient hook on ``out.z`` multiplies what flows
+    back into each sample by :math:`\tilde w^{\mathrm{MI}} / \tilde w^{\mathrm{IW}}
+    = \exp(\mathrm{LSE}_{\text{all}} - \mathrm{LSE}_m) / M`. The
+    :math:`\tilde w^{\mathrm{IW}}` on that path are floored at :math:`10^{-20}\,\tilde
+    w^{\mathrm{MI}}`, so that a bound far below the others still gets its gradient (an
+    underflowed product cannot be rescaled); this moves :math:`\theta`'s gradient by under
+    :math:`10^{-20}` of its size. A prior that calls the encoder (the
+    :class:`~torchvae.VampPrior`) gets one more, cheap term: its density at the detached
+    samples with only :math:`\phi` live, weighted by :math:`\tilde w^{\mathrm{MI}} -
+    \tilde w^{\mathrm{IW}}`. Use each output for this loss only (the hook is on it).
+
+    Elsewhere (a :class:`~torchvae.HierarchicalVAE`, whose posterior shares the top-down
+    networks with :math:`p`; another posterior; a float16 decoder) the bracket re-scores
+    the same samples with the generative parameters held fixed: one more pass of the
+    decoder, and for a hierarchical model of the top-down networks on the same noise.
 
     Args:
         model: the :class:`~torchvae.VAE` (or :class:`~torchvae.HierarchicalVAE`) being
@@ -257,6 +290,8 @@ class PIWAELoss(nn.Module):
         self._model = [model]  # a plain list: the model is not a part of the loss
         self.k, self.m = check_positive_int(k, "k"), check_positive_int(m, "m")
         self.n_samples = self.k * self.m
+        self._prior_checked: list[nn.Module] = []  # a list: not a submodule of the loss
+        self._prior_uses_phi = False
 
     def _frozen_log_weights(self, out: VAEOutput, x: Tensor) -> Tensor:
         model = self._model[0]
@@ -266,15 +301,57 @@ class PIWAELoss(nn.Module):
         assert out.log_qz is not None
         return _call_detached(model, _vae_log_joint, x, out.z, keep=_INFERENCE) - out.log_qz
 
+    def _one_pass(self, out: VAEOutput) -> bool:
+        model = self._model[0]
+        return (
+            not isinstance(model, HierarchicalVAE)
+            and type(model.posterior_head) in _LOG_Q_ALONG_PATH
+            and out.logits.dtype != torch.float16
+            and out.z.requires_grad
+        )
+
+    def _prior_of_phi(self, z: Tensor) -> Tensor | None:
+        r""":math:`\log p(z)` with only :math:`\phi` live, where the prior uses :math:`\phi`."""
+        model = self._model[0]
+        if self._prior_checked[:1] != [model.prior]:  # a property of the model: ask once
+            probe = _call_detached(model, _prior_log_prob, z[:1, :1].detach(), keep=_INFERENCE)
+            self._prior_uses_phi = probe.requires_grad
+            self._prior_checked = [model.prior]
+        if not self._prior_uses_phi:
+            return None
+        return _call_detached(model, _prior_log_prob, z.detach(), keep=_INFERENCE)
+
+    def _one_pass_surrogate(self, out: VAEOutput, log_w: Tensor, t: Terms) -> Tensor:
+        """A scalar whose gradient is IWAE's for theta and MIWAE's for phi (class docstring)."""
+        assert t.log_qz is not None and t.log_pz is not None
+        n, batch = log_w.shape
+        d = log_w.detach()
+        log_iw = torch.log_softmax(d, dim=0)
+        log_mi = torch.log_softmax(d.reshape(self.m, self.k, batch), dim=1).reshape(n, batch)
+        log_mi = log_mi - math.log(self.m)
+        log_path = torch.maximum(log_iw, log_mi + math.log(_FLOOR))
+        w_path, w_mi = log_path.exp(), log_mi.exp()
+        scale = (log_mi - log_path).exp().unsqueeze(-1).to(out.z.dtype)
+        out.z.register_hook(lambda g: g * scale)  # type: ignore[no-untyped-call]
+        joint = w_path * (t.log_px_z + t.log_pz) - w_mi * t.log_qz
+        prior_phi = self._prior_of_phi(out.z)
+        if prior_phi is not None:
+            joint = joint + (w_mi - w_path) * prior_phi
+        return joint.sum(0).mean()
+
     def forward(self, out: VAEOutput, x: Tensor) -> LossOutput:
         """The loss; ``out`` from ``model(x, n_samples=k * m)``."""
         log_w, t = _log_weights(out, x, self.n_samples, None, "PIWAELoss")
         iwae = _iwae(log_w).mean()
         total = -iwae
         if torch.is_grad_enabled() and log_w.requires_grad:
-            frozen = self._frozen_log_weights(out, x.to(out.logits.dtype))
-            shift = (_miwae(frozen, self.m) - _iwae(frozen)).mean()
-            total = total - (shift - shift.detach())
+            if self._one_pass(out):
+                surrogate = self._one_pass_surrogate(out, log_w, t)
+                total = -iwae.detach() - (surrogate - surrogate.detach())
+            else:
+                frozen = self._frozen_log_weights(out, x.to(out.logits.dtype))
+                shift = (_miwae(frozen, self.m) - _iwae(frozen)).mean()
+                total = total - (shift - shift.detach())
         neg_miwae = -_miwae(log_w.detach(), self.m).mean()
         return _output(total, t, {"neg_miwae": neg_miwae})
 
