@@ -34,6 +34,12 @@ the same objective (> 1: torchvae faster), the NLL and -ELBO in nats, the NLL di
 pythae's, and the machine's load average during each case. Cases run in the order above,
 each torchvae case next to its pythae counterpart.
 
+With ``--gemm-floor`` each torchvae case, after its weights are saved, profiles
+``--floor-steps`` (40) more training steps and reports the CPU time of its matrix products
+per epoch: the time its step would take if everything else were free. pythae's case runs
+the same products (the same layers on the same number of samples), so pythae's s/epoch
+over this floor bounds the speed-up any implementation of the objective can reach here.
+
 Example:
     python benchmarks/bench_families.py --quick --skip-pythae
     python benchmarks/bench_families.py                       # 10 epochs, k=1000 NLL
@@ -140,7 +146,25 @@ def train_torchvae(case: str, args: argparse.Namespace, work: Path) -> dict[str,
     trainer = Trainer(model, loss=loss, callbacks=[timer], device="cpu", seed=args.seed)
     trainer.fit(loader, epochs=args.epochs)
     torch.save(model.state_dict(), work / f"weights-{case}.pt")
-    return {"epoch_s": timer.times, "loads": timer.loads}
+    result: dict[str, Any] = {"epoch_s": timer.times, "loads": timer.loads}
+    if args.gemm_floor:
+        rows = args.floor_steps * args.batch_size
+        few = TensorLoader(train.data[:rows], batch_size=args.batch_size, flatten=True)
+        result["gemm_s"] = gemm_seconds_per_step(trainer, few, args.epochs) * len(loader)
+    return result
+
+
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def gemm_seconds_per_step(trainer: Any, loader: Any, epochs_done: int) -> float:
+    """The CPU seconds of matrix products in one more epoch of ``loader``, per step."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        trainer.fit(loader, epochs=epochs_done + 1)
+    gemm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMMS)
+    return float(gemm) / 1e6 / len(loader)
 
 
 def train_pythae(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -290,6 +314,7 @@ def run_child(python: str, case: str, phase: str, args: argparse.Namespace, work
     cmd += ["--work", str(work), "--result-file", str(result)]
     for name in ("epochs", "threads", "seed", "batch_size", "k", "m", "beta", "nll_k"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    cmd += ["--floor-steps", str(args.floor_steps)] + (["--gemm-floor"] if args.gemm_floor else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=B.child_env(args.threads))
     if proc.returncode != 0 or not result.exists():
         lines = (proc.stderr or proc.stdout).strip().splitlines()
@@ -299,19 +324,27 @@ def run_child(python: str, case: str, phase: str, args: argparse.Namespace, work
 
 def report(results: dict[str, dict[str, Any]], skipped: dict[str, str]) -> None:
     rows = []
+    floor = any("gemm_s" in r for r in results.values())
     for case, r in results.items():
         times = r["epoch_s"][1:] or r["epoch_s"]
         s = B.median(times)
         twin = results.get(f"pythae-{case}")
-        speed = B.fmt(B.median(twin["epoch_s"][1:] or twin["epoch_s"]) / s) if twin else "-"
+        twin_s = B.median(twin["epoch_s"][1:] or twin["epoch_s"]) if twin else None
+        speed = B.fmt(twin_s / s) if twin_s else "-"
         delta = B.fmt(r["nll"] - twin["nll"], "+.2f") if twin else "-"
         loads = r["loads"] + [r["load_start"]]
-        rows.append(
-            [case, B.fmt(s, ".2f"), f"{min(times):.2f}-{max(times):.2f}", speed,
-             B.fmt(r["nll"]), delta, B.fmt(r["neg_elbo"]), f"{min(loads):.1f}-{max(loads):.1f}"]
-        )  # fmt: skip
+        spread, load = f"{min(times):.2f}-{max(times):.2f}", f"{min(loads):.1f}-{max(loads):.1f}"
+        row = [case, B.fmt(s, ".2f"), spread, speed, B.fmt(r["nll"]), delta]
+        row += [B.fmt(r["neg_elbo"]), load]
+        if floor:
+            gemm = r.get("gemm_s")
+            row += [B.fmt(gemm, ".2f") if gemm else "-"]
+            row += [B.fmt(twin_s / gemm) if twin_s and gemm else "-"]
+        rows.append(row)
     headers = ["case", "s/epoch", "(min-max)", "pythae s / torchvae s", "NLL (nats)"]
     headers += ["NLL - pythae's", "test -ELBO", "load avg"]
+    if floor:
+        headers += ["GEMM s/epoch", "pythae s / GEMM s"]
     B.print_table(headers, rows)
     for case, why in skipped.items():
         print(f"skipped {case}: {why}")
@@ -347,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pythae-python", default=None)
     p.add_argument("--skip-pythae", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--gemm-floor", action="store_true",
+                   help="also profile each torchvae case's matrix products")  # fmt: skip
+    p.add_argument("--floor-steps", type=int, default=40, help="steps profiled (40)")
     for hidden in ("--child", "--phase", "--work", "--result-file"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
