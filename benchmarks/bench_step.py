@@ -13,12 +13,14 @@
    denormal (1e-39), with and without ``torch.set_flush_denormal`` (what the Trainer's
    ``flush_denormal=True`` sets on the CPU).
 3. The Bernoulli log-likelihood: torchvae's CPU kernel against PyTorch's
-   ``binary_cross_entropy_with_logits`` (summed) for a batch of 128 images, forward and
-   forward + backward.
+   ``binary_cross_entropy_with_logits`` (summed) for a batch of 128 images, and for the
+   5 samples per image of an IWAE step (5, 128, 784), forward and forward + backward;
+   median and range of ``--repeats`` runs of 100 calls (``--kernel-only``: this part alone).
 
 Example:
     python benchmarks/bench_step.py --quick
     python benchmarks/bench_step.py            # 15 blocks of 200 steps
+    python benchmarks/bench_step.py --threads 1 --kernel-only
 """
 
 from __future__ import annotations
@@ -109,29 +111,34 @@ def adam_denormal(repeats: int) -> dict[tuple[str, bool], float]:
     return out
 
 
-def bernoulli_kernel(repeats: int) -> dict[str, float]:
-    """us for a (128, 784) batch: BCE vs torchvae's kernel, forward and forward+backward."""
+def bernoulli_kernel(repeats: int) -> dict[str, list[float]]:
+    """us per call, each run: BCE vs torchvae's kernel, forward and forward+backward."""
     from torchvae.likelihoods._bernoulli import _bernoulli_nll
 
     torch.manual_seed(0)
-    logits0, x = torch.randn(128, 784) * 3, torch.rand(128, 784)
+    x = torch.rand(128, 784)
     fns: dict[str, Callable[[Tensor], Tensor]] = {
-        "BCE with logits": lambda lg: F.binary_cross_entropy_with_logits(lg, x, reduction="sum"),
-        "torchvae kernel": lambda lg: _bernoulli_nll(lg, x, 2),
+        "BCE with logits": lambda lg: F.binary_cross_entropy_with_logits(
+            lg, x.expand_as(lg), reduction="sum"
+        ),
+        "torchvae kernel": lambda lg: _bernoulli_nll(lg, x, lg.ndim).sum(),
     }
-    out: dict[str, float] = {}
-    for name, fn in fns.items():
-        for backward in (False, True):
-            logits = logits0.clone().requires_grad_(backward)
-            runs = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                for _ in range(100):
-                    value = fn(logits)
-                    if backward:
-                        value.backward()  # type: ignore[no-untyped-call]
-                runs.append((time.perf_counter() - t) / 100 * 1e6)
-            out[f"{name}, {'forward+backward' if backward else 'forward'}"] = min(runs)
+    out: dict[str, list[float]] = {}
+    for shape in ((128, 784), (5, 128, 784)):
+        logits0 = torch.randn(shape) * 3
+        for name, fn in fns.items():
+            for backward in (False, True):
+                logits = logits0.clone().requires_grad_(backward)
+                runs = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    for _ in range(100):
+                        value = fn(logits)
+                        if backward:
+                            value.backward()  # type: ignore[no-untyped-call]
+                    runs.append((time.perf_counter() - t) / 100 * 1e6)
+                what = "forward+backward" if backward else "forward"
+                out[f"{tuple(shape)}, {name}, {what}"] = runs
     return out
 
 
@@ -145,12 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=None, help="blocks per case (15; quick 3)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--kernel-only", action="store_true", help="part 3 (the Bernoulli kernel) alone")
     args = p.parse_args(argv)
     steps = args.steps or (10 if args.quick else 200)
     blocks = args.blocks or (3 if args.quick else 15)
     repeats = 2 if args.quick else 5
     B.set_threads(args.threads)
     B.ensure_torchvae_importable()
+    if args.kernel_only:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        return bernoulli_table(repeats)
     images, data = _images(args.data_dir, steps * 128, seed=0)
     print(f"data: {data}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
@@ -174,9 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         [[m, f"{adam[(m, False)]:.1f}", f"{adam[(m, True)]:.1f}"] for m in ("normal", "denormal")],
     )
 
+    return bernoulli_table(repeats)
+
+
+def bernoulli_table(repeats: int) -> int:
     kernel = bernoulli_kernel(repeats)
-    print("\n3. Bernoulli log-likelihood of a (128, 784) batch (us, best)")
-    B.print_table(["what", "us"], [[k, f"{v:.1f}"] for k, v in kernel.items()])
+    print(f"\n3. Bernoulli log-likelihood (us per call, median and range of {repeats} runs)")
+    rows = [
+        [k, f"{statistics.median(v):.1f}", f"{min(v):.1f}-{max(v):.1f}"] for k, v in kernel.items()
+    ]
+    B.print_table(["what", "us", "range"], rows)
     return 0
 
 
