@@ -146,7 +146,8 @@ def train_torchvae(case: str, args: argparse.Namespace, work: Path) -> dict[str,
     trainer = Trainer(model, loss=loss, callbacks=[timer], device="cpu", seed=args.seed)
     trainer.fit(loader, epochs=args.epochs)
     torch.save(model.state_dict(), work / f"weights-{case}.pt")
-    result: dict[str, Any] = {"epoch_s": timer.times, "loads": timer.loads}
+    # Copies: the timer is still a callback of the trainer the floor trains further.
+    result: dict[str, Any] = {"epoch_s": list(timer.times), "loads": list(timer.loads)}
     if args.gemm_floor:
         rows = args.floor_steps * args.batch_size
         few = TensorLoader(train.data[:rows], batch_size=args.batch_size, flatten=True)
