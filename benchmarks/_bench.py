@@ -265,6 +265,23 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+# oneDNN's CPU convolutions: forward, transposed (run inside ``_convolution``) and backward.
+CONVOLUTIONS = ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution_backward")
+
+
+def profiled_seconds_per_step(
+    trainer: Any, loader: Any, epochs_done: int, ops: Sequence[str] = MATMULS
+) -> float:
+    """CPU seconds per step spent in ``ops`` (self time) in one more epoch of ``loader``."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        trainer.fit(loader, epochs=epochs_done + 1)
+    spent = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ops)
+    return float(spent) / 1e6 / len(loader)
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 

@@ -151,21 +151,8 @@ def train_torchvae(case: str, args: argparse.Namespace, work: Path) -> dict[str,
     if args.gemm_floor:
         rows = args.floor_steps * args.batch_size
         few = TensorLoader(train.data[:rows], batch_size=args.batch_size, flatten=True)
-        result["gemm_s"] = gemm_seconds_per_step(trainer, few, args.epochs) * len(loader)
+        result["gemm_s"] = B.profiled_seconds_per_step(trainer, few, args.epochs) * len(loader)
     return result
-
-
-GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
-def gemm_seconds_per_step(trainer: Any, loader: Any, epochs_done: int) -> float:
-    """The CPU seconds of matrix products in one more epoch of ``loader``, per step."""
-    from torch.profiler import profile
-
-    with profile() as prof:
-        trainer.fit(loader, epochs=epochs_done + 1)
-    gemm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMMS)
-    return float(gemm) / 1e6 / len(loader)
 
 
 def train_pythae(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -23,6 +23,12 @@ values) is torchvae's ``VQLoss(beta=0.25, reduction="mean")`` with
 The torchvae case then fits its PixelCNN prior on the training codes (``--prior-epochs``)
 and draws 64 samples: the prior's test NLL per code map and the sampling time.
 
+With ``--floor`` each torchvae VQ-VAE case, after everything else, trains ``--floor-steps``
+(40) more steps under the profiler and reports the CPU time of its convolutions and matrix
+products per epoch: the time its step would take if everything else were free. pythae's
+case runs the same layers, so pythae's s/epoch over this floor bounds the speed-up any
+implementation can reach here.
+
 Reported: s/epoch (median over epochs 2..N and repeats, and its min-max), the ratio to
 pythae's, the test reconstruction error (squared error summed over the 784 pixels, mean
 over the test images, one function for every case), the Gaussian NLL it implies under the
@@ -133,6 +139,7 @@ def case_torchvae(
     restart_after: int | None = None,
     prior_epochs: int = 0,
     images: Path | None = None,
+    floor_steps: int = 0,
 ) -> dict[str, Any]:
     from torchvae import FashionMNIST, TensorLoader, Trainer, VQLoss, fit_code_prior
 
@@ -146,11 +153,12 @@ def case_torchvae(
         model, VQLoss(BETA, reduction="mean"), callbacks=[timer], device="cpu", seed=seed
     )
     trainer.fit(loader, epochs=epochs)
+    epoch_s = list(timer.times)  # a copy: the floor below trains this trainer further
     train_rss = B.peak_rss_mb()
     model.eval()
     x_test = B.load_float(work, train=False, flat=False)
     scores = reconstruction_scores(model.reconstruct, model.encode_indices, x_test)
-    result = {"epoch_s": timer.times, "load_s": load_s, "train_peak_rss_mb": train_rss, **scores}
+    result = {"epoch_s": epoch_s, "load_s": load_s, "train_peak_rss_mb": train_rss, **scores}
     if prior_epochs:  # the second stage: a PixelCNN over the code maps, then samples
         x_train = train.data.float().div(255).unsqueeze(1)
         timer = _epoch_timer_torchvae()
@@ -174,6 +182,12 @@ def case_torchvae(
             pairs = torch.stack([x_test[:32], model.reconstruct(x_test[:32])], 1)
             save_image(pairs.reshape(-1, 1, 28, 28), str(images / "vqvae_reconstructions.png"),
                        nrow=8, pad_value=1.0)  # fmt: skip
+    if floor_steps:  # last: these steps change the model
+        model.train()
+        few = TensorLoader(train.data[: floor_steps * 128], batch_size=128)
+        ops = (*B.CONVOLUTIONS, *B.MATMULS)
+        per_step = B.profiled_seconds_per_step(trainer, few, epochs, ops)
+        result["arithmetic_s"] = per_step * len(loader)
     return result
 
 
@@ -390,8 +404,9 @@ def child_main(args: argparse.Namespace) -> None:
         images = Path(args.images) if args.images else None
         prior_epochs = args.prior_epochs if name == "torchvae" else 0
         restart_after = RESTART_AFTER if restarts else None
+        floor = args.floor_steps if args.floor else 0
         result = case_torchvae(
-            work, args.epochs, args.seed, ema, restart_after, prior_epochs, images
+            work, args.epochs, args.seed, ema, restart_after, prior_epochs, images, floor
         )
     result["threads"] = torch.get_num_threads()
     B.write_result(args.result_file, result)
@@ -407,7 +422,8 @@ def run_child(python: str, case: str, args: argparse.Namespace, work: Path, log:
     ]  # fmt: skip
     if args.images:
         cmd += ["--images", str(args.images)]
-    cmd += ["--prior-epochs", str(args.prior_epochs)]
+    cmd += ["--prior-epochs", str(args.prior_epochs), "--floor-steps", str(args.floor_steps)]
+    cmd += ["--floor"] if args.floor else []
     with log.open("a") as f:
         f.write(f"\n===== {case}\n")
         f.flush()
@@ -435,12 +451,21 @@ def report(runs: dict[str, list[dict[str, Any]]], quick: bool) -> None:
         rows[-1] += ["", f"{B.median(mse):.2f} ({min(mse):.2f}-{max(mse):.2f})"]
         rows[-1] += [f"{B.median([r['nll'] for r in runs[case]]):.1f}"]
         rows[-1] += [f"{B.median([r['perplexity'] for r in runs[case]]):.1f}"]
+    floor = any("arithmetic_s" in r for c in runs for r in runs[c])
     for row in rows:
         ref = "pythae-ema" if row[0].endswith("-ema") else "pythae"
         row[3] = B.fmt(s_epoch[ref] / s_epoch[row[0]]) if ref in s_epoch else "-"
+        if floor:
+            spent = [r["arithmetic_s"] for r in runs[row[0]] if "arithmetic_s" in r]
+            arithmetic = B.median(spent) if spent else None
+            row += [B.fmt(arithmetic) if arithmetic else "-"]
+            bound = s_epoch[ref] / arithmetic if arithmetic and ref in s_epoch else None
+            row += [B.fmt(bound) if bound else "-"]
     if rows:
         headers = ["case", "s/epoch", "(min-max)", "x vs pythae", "test MSE (range)"]
-        B.print_table([*headers, "test NLL", "code perplexity"], rows)
+        headers += ["test NLL", "code perplexity"]
+        headers += ["conv+matmul s/epoch", "pythae s / that"] if floor else []
+        B.print_table(headers, rows)
         for ours, theirs in (("torchvae", "pythae"), ("torchvae-ema", "pythae-ema")):
             if ours in s_epoch and theirs in s_epoch:
                 speed = s_epoch[theirs] / s_epoch[ours]
@@ -504,6 +529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "time sampling (default 3; quick 1; 0 skips)")  # fmt: skip
     p.add_argument("--pythae-python", default=None)
     p.add_argument("--json", type=Path, default=None, help="also write every number here")
+    p.add_argument("--floor", action="store_true",
+                   help="also profile the convolutions and matrix products")  # fmt: skip
+    p.add_argument("--floor-steps", type=int, default=40, help="steps profiled (40)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--result-file", help=argparse.SUPPRESS)

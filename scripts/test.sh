@@ -23,7 +23,7 @@ set -x
 .venv/bin/python benchmarks/bench_metrics.py --quick --skip-disent
 .venv/bin/python benchmarks/bench_disentangle.py --quick
 .venv/bin/python benchmarks/bench_families.py --quick --skip-pythae --gemm-floor --floor-steps 2
-.venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae
+.venv/bin/python benchmarks/bench_vq.py --quick --skip-pythae --floor --floor-steps 2
 .venv/bin/python benchmarks/bench_bound.py --quick
 .venv/bin/python benchmarks/bench_default.py --quick
 .venv/bin/python benchmarks/bench_sweep.py --quick
