@@ -257,8 +257,9 @@ class PIWAELoss(nn.Module):
     = \exp(\mathrm{LSE}_{\text{all}} - \mathrm{LSE}_m) / M`. The
     :math:`\tilde w^{\mathrm{IW}}` on that path are floored at :math:`10^{-20}\,\tilde
     w^{\mathrm{MI}}`, so that a bound far below the others still gets its gradient (an
-    underflowed product cannot be rescaled); this moves :math:`\theta`'s gradient by under
-    :math:`10^{-20}` of its size. A prior that calls the encoder (the
+    underflowed product cannot be rescaled); this adds to :math:`\theta`'s gradient at
+    most :math:`10^{-20}` times the MIWAE-weighted sum of the samples' gradients, far
+    below float32's resolution. A prior that calls the encoder (the
     :class:`~torchvae.VampPrior`) gets one more, cheap term: its density at the detached
     samples with only :math:`\phi` live, weighted by :math:`\tilde w^{\mathrm{MI}} -
     \tilde w^{\mathrm{IW}}`. Use each output for this loss only (the hook is on it).
