@@ -95,11 +95,7 @@ def gemm_share(args: argparse.Namespace, work: Path) -> None:
         trainer.fit(_loader(images, 0, args.batch, args.steps), epochs=2)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    gemm = sum(
-        e.self_cpu_time_total
-        for e in events
-        if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-    )
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in B.MATMULS)
     print(
         f"Trainer step: matrix products {gemm / total:.0%} of the profiled CPU time "
         f"({total / args.steps / 1e3:.1f} ms per step under the profiler): stacking cannot "
